@@ -1,0 +1,1 @@
+"""StoreBox cloud aggregator (filled in by the cloud sync issue)."""

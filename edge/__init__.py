@@ -1,0 +1,1 @@
+"""StoreBox edge appliance."""

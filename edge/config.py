@@ -1,0 +1,126 @@
+"""One typed configuration for the box: an optional TOML file plus STOREBOX_* environment variables.
+
+Environment variables win over the file. A bad value raises ConfigError with one line naming the
+setting and what is allowed, so `storebox serve` can stop with that line and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "STOREBOX_"
+ID_PATTERN = r"^[a-z0-9-]+$"
+
+
+class ConfigError(Exception):
+    """A setting is invalid; `str(err)` is one line naming the setting and what is allowed."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the box, with defaults that work on a laptop."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    data_dir: Path = Field(Path("./var"), description="where the database, secrets and demo.json live")
+    http_host: str = Field("127.0.0.1", min_length=1, description="address the HTTP API binds to")
+    http_port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP API")
+    mqtt_host: str = Field("127.0.0.1", min_length=1, description="address the embedded broker binds to")
+    mqtt_port: int = Field(1883, ge=1, le=65535, description="TCP port of the embedded MQTT broker")
+    store_id: str = Field("store-001", pattern=ID_PATTERN, max_length=64, description="this store's id")
+    store_name: str = Field("演示门店 Demo Store", min_length=1, max_length=100)
+    timezone: str = Field("Asia/Shanghai", description="business day for expiry and reports")
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="FULL: an acked posting survives a power cut; NORMAL: survives a crash only"
+    )
+    ingest_batch_max: int = Field(256, ge=1, le=10000, description="events per group commit at most")
+    mqtt_max_payload_bytes: int = Field(16384, ge=256, le=1048576, description="largest device event")
+    allow_negative_stock: bool = Field(False, description="refuse negative stock unless true")
+    token_ttl_minutes: int = Field(480, ge=1, le=10080, description="lifetime of an API bearer token")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("an IANA time zone such as Asia/Shanghai") from exc
+        return value
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "storebox.db"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit overrides (CLI flags, tests) first, then the environment, then the TOML file.
+        return (init_settings, env_settings)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path}: not found / 配置文件不存在") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML ({exc}) / 配置文件格式错误") from exc
+    # Accept both a flat file and one with a [storebox] table.
+    table = data.get("storebox", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [storebox] must be a table / 必须是表")
+    return table
+
+
+def _describe(error: dict[str, Any]) -> str:
+    name = ".".join(str(p) for p in error["loc"]) or "config"
+    field = Settings.model_fields.get(name)
+    env = f"{ENV_PREFIX}{name.upper()}"
+    allowed = error["msg"]
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(sorted(Settings.model_fields))
+        return f"unknown setting {name!r} / 未知配置项; known settings: {known}"
+    if field is not None and field.description:
+        allowed = f"{allowed} ({field.description})"
+    return f"invalid setting {name} ({env}={error.get('input')!r}): {allowed} / 配置无效"
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings: defaults < TOML file < STOREBOX_* environment < explicit overrides."""
+    path = config_file or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    file_values = _read_toml(Path(path)) if path else {}
+    env_names = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    # Values from the environment win over the file: drop file keys the environment sets.
+    merged = {k: v for k, v in file_values.items() if f"{ENV_PREFIX}{str(k).upper()}" not in os.environ}
+    merged.update(overrides)
+    unknown_env = sorted(
+        k for k in os.environ if k.startswith(ENV_PREFIX)
+        and k not in env_names
+        and k != f"{ENV_PREFIX}CONFIG"
+        and not k.startswith(f"{ENV_PREFIX}CLOUD_")  # the aggregator's own settings
+    )
+    if unknown_env:
+        raise ConfigError(f"unknown environment variable {unknown_env[0]} / 未知环境变量")
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0])) from exc

@@ -1,0 +1,173 @@
+"""Typed commands that change the ledger, and the result each returns.
+
+Every command carries an idempotency key; posting the same key again returns the first result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+
+class DocType(StrEnum):
+    """Document types (单据类型)."""
+
+    PURCHASE_ORDER = "purchase_order"  # 采购订单: no stock effect
+    RECEIPT = "receipt"  # 采购入库单
+    SALE = "sale"  # 销售单
+    CUSTOMER_RETURN = "customer_return"  # 顾客退货单
+    SUPPLIER_RETURN = "supplier_return"  # 退供应商单
+    TRANSFER_OUT = "transfer_out"  # 调拨出库单
+    TRANSFER_IN = "transfer_in"  # 调拨入库单
+    STOCKTAKE = "stocktake"  # 盘点单
+    WRITE_OFF = "write_off"  # 报损单
+    REVERSAL = "reversal"  # 冲销单
+
+
+DOC_TYPE_NAMES: dict[DocType, tuple[str, str]] = {
+    DocType.PURCHASE_ORDER: ("采购订单", "purchase order"),
+    DocType.RECEIPT: ("采购入库单", "goods receipt"),
+    DocType.SALE: ("销售单", "sale"),
+    DocType.CUSTOMER_RETURN: ("顾客退货单", "customer return"),
+    DocType.SUPPLIER_RETURN: ("退供应商单", "supplier return"),
+    DocType.TRANSFER_OUT: ("调拨出库单", "transfer out"),
+    DocType.TRANSFER_IN: ("调拨入库单", "transfer in"),
+    DocType.STOCKTAKE: ("盘点单", "stocktake"),
+    DocType.WRITE_OFF: ("报损单", "write-off"),
+    DocType.REVERSAL: ("冲销单", "reversal"),
+}
+
+# Document types a client may post directly (a reversal is posted through ReverseDocument).
+POSTABLE_TYPES: tuple[DocType, ...] = tuple(t for t in DocType if t is not DocType.REVERSAL)
+
+
+class ReturnReason(StrEnum):
+    """Customer return reasons (退货原因)."""
+
+    DAMAGED_PACKAGING = "damaged_packaging"  # 包装破损
+    TASTE = "taste"  # 口味不符
+    LATE_DELIVERY = "late_delivery"  # 物流超时
+    QUALITY = "quality"  # 质量问题
+    OTHER = "other"  # 其他 (needs reason_text)
+
+
+class WriteOffReason(StrEnum):
+    """Write-off reasons (报损原因)."""
+
+    EXPIRED = "expired"  # 过期
+    DAMAGED = "damaged"  # 损坏
+    SPOILED = "spoiled"  # 变质
+    THEFT = "theft"  # 被盗丢失
+    OTHER = "other"  # 其他
+
+
+REASON_NAMES: dict[str, tuple[str, str]] = {
+    ReturnReason.DAMAGED_PACKAGING: ("包装破损", "damaged packaging"),
+    ReturnReason.TASTE: ("口味不符", "taste not as expected"),
+    ReturnReason.LATE_DELIVERY: ("物流超时", "late delivery"),
+    ReturnReason.QUALITY: ("质量问题", "quality problem"),
+    ReturnReason.OTHER: ("其他", "other"),
+    WriteOffReason.EXPIRED: ("过期", "expired"),
+    WriteOffReason.DAMAGED: ("损坏", "damaged"),
+    WriteOffReason.SPOILED: ("变质", "spoiled"),
+    WriteOffReason.THEFT: ("被盗丢失", "theft or loss"),
+}
+
+# Devices may send the Chinese label instead of the code.
+RETURN_REASON_ALIASES: dict[str, ReturnReason] = {
+    "包装破损": ReturnReason.DAMAGED_PACKAGING,
+    "口味不符": ReturnReason.TASTE,
+    "物流超时": ReturnReason.LATE_DELIVERY,
+    "质量问题": ReturnReason.QUALITY,
+    "其他": ReturnReason.OTHER,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of a document as a client sends it.
+
+    `code` is a SKU or any of its barcodes; a barcode may imply a unit (a case barcode means cases).
+    `qty` is in `unit` (or the barcode's unit, or the base unit). For a stocktake it is the counted
+    quantity. `price_fen` is the unit price including VAT; for receipts it is the purchase price,
+    for sales and returns the selling price (defaults to the item's price).
+    """
+
+    code: str
+    qty: int
+    price_fen: int | None = None
+    unit: str | None = None
+    lot: str | None = None
+    expiry: date | None = None
+    location: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostDocument:
+    """Post one document of `type` (any of POSTABLE_TYPES)."""
+
+    key: str
+    type: DocType
+    lines: tuple[Line, ...]
+    location: str | None = None  # default location of the lines (source for outbound)
+    to_location: str | None = None  # destination, for transfers
+    counterparty: str | None = None  # supplier id or store id
+    ref_id: int | None = None  # purchase order for a receipt, sale for a return, transfer_out for transfer_in
+    reason: str | None = None  # ReturnReason or WriteOffReason code
+    reason_text: str | None = None
+    note: str | None = None
+    payment: str | None = None  # for sales and returns: cash, card, wechat, alipay
+    actor: str = "system"
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReverseDocument:
+    """Reverse a posted document by a reversing document (冲销), never by changing it."""
+
+    key: str
+    document_id: int
+    reason_text: str | None = None
+    actor: str = "system"
+    device: str | None = None
+
+
+Command = PostDocument | ReverseDocument
+
+
+@dataclass(frozen=True, slots=True)
+class StockChange:
+    """On hand of one item after a posting, by location (for the retained stock topic)."""
+
+    sku: str
+    on_hand: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    """What a command returned the first time it was posted; a replay returns the same."""
+
+    key: str
+    ok: bool
+    code: str
+    message: str
+    message_en: str
+    document_id: int | None = None
+    doc_no: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    replayed: bool = False
+    stock: tuple[StockChange, ...] = ()  # on hand after the posting, for the items it touched
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "ok": self.ok,
+            "code": self.code,
+            "message": self.message,
+            "message_en": self.message_en,
+            "document_id": self.document_id,
+            "doc_no": self.doc_no,
+            "detail": self.detail,
+        }
