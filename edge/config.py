@@ -113,7 +113,9 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     merged = {k: v for k, v in file_values.items() if f"{ENV_PREFIX}{str(k).upper()}" not in os.environ}
     merged.update(overrides)
     unknown_env = sorted(
-        k for k in os.environ if k.startswith(ENV_PREFIX)
+        k
+        for k in os.environ
+        if k.startswith(ENV_PREFIX)
         and k not in env_names
         and k != f"{ENV_PREFIX}CONFIG"
         and not k.startswith(f"{ENV_PREFIX}CLOUD_")  # the aggregator's own settings

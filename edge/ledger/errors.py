@@ -18,7 +18,12 @@ class LedgerError(Exception):
         self.detail = detail
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "message_en": self.message_en, "detail": self.detail}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "message_en": self.message_en,
+            "detail": self.detail,
+        }
 
 
 class InvalidCommand(LedgerError):

@@ -58,14 +58,10 @@ class ItemRef:
 
 def add_store(conn: sqlite3.Connection, store_id: str, name: str, *, is_local: bool = False) -> None:
     _check_code("store", store_id)
-    conn.execute(
-        "INSERT INTO stores (id, name, is_local) VALUES (?, ?, ?)", (store_id, name, int(is_local))
-    )
+    conn.execute("INSERT INTO stores (id, name, is_local) VALUES (?, ?, ?)", (store_id, name, int(is_local)))
 
 
-def add_location(
-    conn: sqlite3.Connection, code: str, name: str, name_en: str, kind: str, storage_class: str
-) -> None:
+def add_location(conn: sqlite3.Connection, code: str, name: str, name_en: str, kind: str, storage_class: str) -> None:
     _check_code("location", code)
     conn.execute(
         "INSERT INTO locations (code, name, name_en, kind, storage_class) VALUES (?, ?, ?, ?, ?)",

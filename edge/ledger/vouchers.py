@@ -45,8 +45,9 @@ class VoucherRules:
     effective_from: date
     payment_accounts: dict[str, str]
     documents: dict[str, tuple[RuleLine, ...]]
-    variance_debit: str
-    variance_credit: str
+    variance_account: str  # where a reversal's cost difference goes (5401)
+    inventory_account: str  # stock outside transit (1405)
+    transit_account: str  # stock in transit (1402)
     variance_memo: str
 
     def payment_account(self, payment: str | None) -> str:
@@ -90,15 +91,21 @@ def load_rules(data: dict[str, Any] | None = None, accounts: set[str] | None = N
             effective_from=date.fromisoformat(data["effective_from"]),
             payment_accounts=payments,
             documents=documents,
-            variance_debit=reversal["variance_debit"],
-            variance_credit=reversal["variance_credit"],
+            variance_account=reversal["variance_account"],
+            inventory_account=reversal["inventory_account"],
+            transit_account=reversal["transit_account"],
             variance_memo=reversal.get("memo", ""),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, VoucherRuleError):
             raise
         raise VoucherRuleError(f"malformed voucher rule table: {exc!r}") from exc
-    for account in [*payments.values(), rules.variance_debit, rules.variance_credit]:
+    for account in [
+        *payments.values(),
+        rules.variance_account,
+        rules.inventory_account,
+        rules.transit_account,
+    ]:
         if account not in accounts:
             raise VoucherRuleError(f"account {account} is not in the chart of accounts")
     return rules
