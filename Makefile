@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The box in the foreground; simulated devices in a second process that waits for the box and
+# stops with it.
 run: $(STAMP)
-	$(BIN)/storebox serve --demo --with-simulators
+	@$(BIN)/storebox simulate & sim=$$!; \
+	trap 'kill $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/storebox serve --demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

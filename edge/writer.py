@@ -64,6 +64,10 @@ class LedgerWriter:
         self.batches = 0
         self.jobs = 0
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._closed
+
     def add_listener(self, listener: CommitListener) -> None:
         """Call `listener(results)` on the event loop after each commit that posted commands."""
         self._listeners.append(listener)

@@ -1,0 +1,198 @@
+"""Composition root: builds every part of the box from its settings and wires them. Nothing else wires.
+
+Start order: schema migrations -> demo seed (if asked, on an empty database) -> the one writer ->
+the embedded broker with the ingest consumer -> the HTTP API. Stop order is the reverse; the writer
+finishes the posting in flight before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Gauge
+
+from edge.config import Settings
+from edge.db import connect, migrate
+from edge.ledger.masterdata import install_chart
+from edge.ledger.posting import PostingContext
+from edge.ledger.vouchers import VoucherRules, load_rules
+from edge.writer import LedgerWriter
+
+log = logging.getLogger("storebox")
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StoreBox:
+    """One store's appliance, built from settings; `start()` and `stop()` run it inside an event loop."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.tz = ZoneInfo(settings.timezone)
+        self.rules: VoucherRules = load_rules()
+        self.registry = CollectorRegistry()
+        self.started_at: float | None = None
+        self.writer = LedgerWriter(
+            settings.db_path,
+            context=self.posting_context,
+            synchronous=settings.sqlite_synchronous,
+            batch_max=settings.ingest_batch_max,
+        )
+        self.broker: Any = None
+        self.ingest: Any = None
+        self.api: FastAPI | None = None
+        self._readers: list[sqlite3.Connection] = []
+
+    def posting_context(self) -> PostingContext:
+        now = self.clock()
+        return PostingContext(
+            now=now,
+            business_date=now.astimezone(self.tz).date(),
+            rules=self.rules,
+            default_location="floor",
+            allow_negative=self.settings.allow_negative_stock,
+        )
+
+    def open_reader(self) -> sqlite3.Connection:
+        return connect(self.settings.db_path, readonly=True)
+
+    def prepare_database(self, *, demo: bool) -> dict[str, Any] | None:
+        """Migrate, install the chart of accounts, seed the demo store if asked; before the writer starts."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.settings.db_path, synchronous=self.settings.sqlite_synchronous)
+        try:
+            applied = migrate(conn)
+            if applied:
+                log.info("schema migrations applied: %s", ", ".join(applied))
+            conn.execute("BEGIN IMMEDIATE")
+            install_chart(conn)
+            conn.execute("COMMIT")
+            if demo:
+                from edge.demo.seed import demo_needed, refresh_demo_json, seed_demo
+
+                path = self.settings.data_dir / "demo.json"
+                if demo_needed(conn):
+                    seed_demo(conn, self.settings, self.posting_context())
+                    log.info("demo store seeded; credentials in %s", path)
+                else:
+                    refresh_demo_json(path, self.settings)
+                return {"demo_json": str(path)}
+            return None
+        finally:
+            conn.close()
+
+    async def start(self, *, demo: bool = False) -> None:
+        self.started_at = time.monotonic()
+        await asyncio.to_thread(self.prepare_database, demo=demo)
+        self.writer.start()
+        from edge.bus.broker import EmbeddedBroker
+        from edge.bus.ingest import IngestConsumer, make_stock_publisher
+
+        self.ingest = IngestConsumer(
+            settings=self.settings, writer=self.writer, registry=self.registry, clock=self.clock
+        )
+        self.broker = EmbeddedBroker(self.settings, open_reader=self.open_reader, ingest=self.ingest)
+        await self.broker.start()
+        self.ingest.attach(self.broker)
+        await self.ingest.start()
+        self.writer.add_listener(make_stock_publisher(self.broker, self.settings.store_id, self.clock))
+        self.api = self.build_api()
+
+    def build_api(self) -> FastAPI:
+        from edge.security.tokens import load_or_create_secret
+        from edge.web.api import create_api
+        from edge.web.deps import ApiDeps
+
+        Gauge(
+            "storebox_info", "Build and store facts", ["store_id", "version"], registry=self.registry
+        ).labels(store_id=self.settings.store_id, version=_version()).set(1)
+        deps = ApiDeps(
+            settings=self.settings,
+            writer=self.writer,
+            open_reader=self.open_reader,
+            token_secret=load_or_create_secret(self.settings.data_dir / "secret.key"),
+            metrics_registry=self.registry,
+            clock=self.clock,
+            health=self.health,
+        )
+        return create_api(deps)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "store_id": self.settings.store_id,
+            "broker": bool(self.broker is not None and self.broker.running),
+            "writer": self.writer.running,
+            "uptime_s": round(time.monotonic() - self.started_at, 3) if self.started_at else 0,
+        }
+
+    async def stop(self) -> None:
+        """Stop taking events, let the writer finish what is in flight, then close the broker."""
+        if self.ingest is not None:
+            await self.ingest.stop()
+        await self.writer.close()
+        if self.broker is not None:
+            await self.broker.stop()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("storebox")
+    except PackageNotFoundError:
+        return "dev"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the box decides how to shut down."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_box(settings: Settings, *, demo: bool = False) -> int:
+    """Run the box until SIGTERM or SIGINT; finish the posting in flight; return the exit code."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    box = StoreBox(settings)
+    await box.start(demo=demo)
+    assert box.api is not None
+    server = _Server(
+        uvicorn.Config(
+            box.api,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    loop = asyncio.get_running_loop()
+
+    def request_exit() -> None:
+        log.info("shutting down / 正在关机")
+        server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, request_exit)
+    try:
+        await server.serve()
+    finally:
+        await box.stop()
+    log.info("stopped cleanly / 已正常关闭")
+    return 0 if server.started or server.should_exit else 1
