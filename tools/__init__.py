@@ -1,0 +1,1 @@
+"""Simulators, benchmarks and generators that run beside the box."""

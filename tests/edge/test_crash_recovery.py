@@ -13,7 +13,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.boxprocess import BoxProcess
+from tools.box_process import BoxProcess
 
 pytestmark = pytest.mark.slow
 

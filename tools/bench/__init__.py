@@ -1,0 +1,1 @@
+"""Benchmarks: one module per capability, each runnable alone; results go to docs/benchmarks.md."""

@@ -1,4 +1,4 @@
-"""A real `storebox serve` in a subprocess on free 127.0.0.1 ports, for tests and benchmarks."""
+"""A real `storebox serve` in a subprocess on free 127.0.0.1 ports, for tests, benchmarks and tools."""
 
 from __future__ import annotations
 

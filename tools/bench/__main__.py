@@ -1,0 +1,13 @@
+"""`make bench`: run every benchmark in tools/bench/ and print its Markdown block."""
+
+from __future__ import annotations
+
+from tools.bench import ingest
+
+
+def main() -> None:
+    ingest.main([])
+
+
+if __name__ == "__main__":
+    main()
