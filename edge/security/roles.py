@@ -1,0 +1,89 @@
+"""Roles (角色) and the permissions each grants, as data.
+
+A permission is a string `<resource>:<action>` (or `documents:write:<type>`). Every HTTP endpoint
+states the one permission it needs; `has_permission` is the only check. The matrix below is
+documented in docs/api.md; change both together.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from types import MappingProxyType
+
+from edge.ledger.commands import POSTABLE_TYPES, DocType
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # 系统管理员
+    MANAGER = "manager"  # 店长
+    CLERK = "clerk"  # 店员 / 仓管
+    PURCHASER = "purchaser"  # 采购员
+    ACCOUNTANT = "accountant"  # 会计
+    AUDITOR = "auditor"  # 审计
+
+
+ROLE_NAMES: dict[Role, tuple[str, str]] = {
+    Role.ADMIN: ("系统管理员", "administrator"),
+    Role.MANAGER: ("店长", "store manager"),
+    Role.CLERK: ("店员", "clerk"),
+    Role.PURCHASER: ("采购员", "purchaser"),
+    Role.ACCOUNTANT: ("会计", "accountant"),
+    Role.AUDITOR: ("审计", "auditor"),
+}
+
+
+def write_permission(doc_type: DocType | str) -> str:
+    """The permission to post a document of `doc_type`."""
+    return f"documents:write:{DocType(doc_type).value}"
+
+
+MASTER_DATA_READ = frozenset({"items:read", "locations:read", "suppliers:read", "stores:read"})
+OPERATIONS_READ = MASTER_DATA_READ | {"profile:read", "stock:read", "documents:read"}
+BOOKS_READ = frozenset({"stock:valuation", "vouchers:read", "ledger:verify"})
+ALL_WRITES = frozenset(write_permission(t) for t in POSTABLE_TYPES)
+
+PERMISSIONS: frozenset[str] = (
+    OPERATIONS_READ | BOOKS_READ | ALL_WRITES | {"documents:reverse", "users:manage", "devices:manage"}
+)
+
+ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
+    {
+        Role.ADMIN: PERMISSIONS,
+        Role.MANAGER: OPERATIONS_READ | BOOKS_READ | ALL_WRITES | {"documents:reverse"},
+        # Sells, takes returns, receives, moves and counts; does not see the books.
+        Role.CLERK: OPERATIONS_READ
+        | {
+            write_permission(t)
+            for t in (
+                DocType.SALE,
+                DocType.CUSTOMER_RETURN,
+                DocType.RECEIPT,
+                DocType.TRANSFER_OUT,
+                DocType.TRANSFER_IN,
+                DocType.STOCKTAKE,
+            )
+        },
+        Role.PURCHASER: OPERATIONS_READ
+        | {write_permission(t) for t in (DocType.PURCHASE_ORDER, DocType.RECEIPT, DocType.SUPPLIER_RETURN)},
+        Role.ACCOUNTANT: OPERATIONS_READ | BOOKS_READ,
+        Role.AUDITOR: OPERATIONS_READ | BOOKS_READ,
+    }
+)
+
+
+def parse_role(value: str) -> Role | None:
+    """The role named `value`, or None when there is no such role."""
+    try:
+        return Role(value)
+    except ValueError:
+        return None
+
+
+def has_permission(role: Role | str, permission: str) -> bool:
+    parsed = parse_role(role) if isinstance(role, str) else role
+    return parsed is not None and permission in ROLE_PERMISSIONS[parsed]
+
+
+def roles_with(permission: str) -> list[Role]:
+    """Roles that hold `permission`, in declaration order (for error details and docs)."""
+    return [role for role in Role if permission in ROLE_PERMISSIONS[role]]

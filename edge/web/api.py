@@ -1,0 +1,64 @@
+"""The HTTP API of the box: `create_api(deps)` builds the FastAPI app; edge/app.py serves it."""
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+
+from edge.web.deps import ApiDeps, permission_of
+from edge.web.errors import error_responses, install_error_handlers
+from edge.web.middleware import MAX_BODY_BYTES, BodySizeLimit, HttpMetrics
+from edge.web.routes import (
+    auth,
+    documents,
+    health,
+    items,
+    ledger,
+    locations,
+    metrics,
+    stock,
+    stores,
+    suppliers,
+    vouchers,
+)
+
+API_PREFIX = "/api/v1"
+PUBLIC_PATHS = frozenset({"/health", "/api/v1/health", "/metrics", "/api/v1/auth/token"})
+
+DESCRIPTION = """\
+StoreBox in-store API (门店进销存接口). Log in with `POST /api/v1/auth/token` (OAuth2 password flow)
+and send `Authorization: Bearer <token>`. Every write needs an `Idempotency-Key` header. Every error
+is JSON `{"code", "message", "message_en", "detail"}`. Each operation names the permission it
+needs in `x-permission`; see docs/api.md for the roles that hold each one.
+"""
+
+
+ROUTERS: tuple[APIRouter, ...] = tuple(
+    module.router
+    for module in (health, metrics, auth, items, locations, suppliers, stores, documents, stock, vouchers, ledger)
+)
+
+
+def create_api(deps: ApiDeps) -> FastAPI:
+    """The API over `deps`; building it has no side effects beyond registering HTTP metrics."""
+    app = FastAPI(
+        title="StoreBox API",
+        version="1",
+        description=DESCRIPTION,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=f"{API_PREFIX}/docs/oauth2-redirect",
+        swagger_ui_parameters={"showExtensions": True},
+        responses=error_responses(500),
+        generate_unique_id_function=lambda route: route.name,
+    )
+    app.state.deps = deps
+    for router in ROUTERS:
+        for route in router.routes:
+            permission = permission_of(route) if isinstance(route, APIRoute) else None
+            if isinstance(route, APIRoute) and permission is not None:
+                route.openapi_extra = {**(route.openapi_extra or {}), "x-permission": permission}
+        app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(HttpMetrics, registry=deps.metrics_registry)
+    return app

@@ -1,0 +1,140 @@
+"""ASGI middleware: a limit on request bodies, and HTTP request metrics for Prometheus."""
+
+import json
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_BODY_BYTES = 1024 * 1024
+DRAIN_BODY_BYTES = 16 * 1024 * 1024
+
+
+async def _send_error(
+    send: Send, status: int, code: str, message: str, message_en: str, *, close: bool, **detail: Any
+) -> None:
+    body = json.dumps(
+        {"code": code, "message": message, "message_en": message_en, "detail": detail}, ensure_ascii=False
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *([(b"connection", b"close")] if close else []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `limit` bytes with 413, whether or not Content-Length is sent.
+
+    The body is read here in full (it is at most `limit` bytes) and replayed to the app, so a too
+    large body is refused before any handler sees a byte of it. A too large body is read on and
+    dropped up to `drain_limit` bytes before the 413 goes out: a client still sending would otherwise
+    see the connection reset instead of the answer.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES, drain_limit: int = DRAIN_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+        self.drain_limit = drain_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and not declared.isdigit():
+            await _send_error(send, 400, "bad_request", "Content-Length 无效", "invalid Content-Length", close=True)
+            return
+        too_large = declared is not None and int(declared) > self.limit
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                if not too_large:
+                    await self.app(scope, _replay([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            size += len(chunk)
+            too_large = too_large or size > self.limit
+            if too_large:
+                if size > self.drain_limit:
+                    break
+                continue
+            chunks.append(chunk)
+        if too_large:
+            await _send_error(
+                send,
+                413,
+                "payload_too_large",
+                f"请求体过大: 最多 {self.limit} 字节",
+                f"request body too large: at most {self.limit} bytes",
+                close=more,
+                limit_bytes=self.limit,
+            )
+            return
+        body_message: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body_message], receive), send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+class HttpMetrics:
+    """Count requests and time them, by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.requests = Counter(
+            "storebox_http_requests",
+            "HTTP requests by method, route and status",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "storebox_http_request_seconds",
+            "HTTP request duration by method and route",
+            ["method", "route"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = str(scope.get("method", ""))
+            self.requests.labels(method, template, str(status)).inc()
+            self.seconds.labels(method, template).observe(time.perf_counter() - started)

@@ -1,0 +1,75 @@
+"""The whole matrix: every endpoint x every role, read from the OpenAPI document the box serves."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+
+from edge.security.roles import ROLE_PERMISSIONS, Role
+from edge.web.api import PUBLIC_PATHS, ROUTERS
+from edge.web.deps import permission_of
+from tests.edge.web.apibox import Box, assert_error_shape
+
+pytestmark = pytest.mark.anyio
+
+PATH_VALUES = {"document_id": "1", "sku": "COLA", "code": "6901234567892"}
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path)
+
+
+async def operations(box: Box) -> list[tuple[str, str, str | None]]:
+    spec: dict[str, Any] = (await box.client.get("/api/v1/openapi.json")).json()
+    return [
+        (method.upper(), path, operation.get("x-permission"))
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+    ]
+
+
+async def test_every_endpoint_but_the_public_ones_states_a_permission(box: Box) -> None:
+    ops = await operations(box)
+    assert len(ops) >= 25
+    for method, path, permission in ops:
+        assert (permission is None) == (path in PUBLIC_PATHS), (method, path, permission)
+    for router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and route.path not in PUBLIC_PATHS:
+                assert permission_of(route) is not None, route.path
+
+
+async def test_each_role_gets_403_exactly_where_it_lacks_the_permission(box: Box) -> None:
+    protected = [op for op in await operations(box) if op[2] is not None]
+    assert len(protected) >= 24
+    checked = 0
+    for method, path, permission in protected:
+        assert permission is not None
+        for role in Role:
+            response = await box.client.request(method, concrete(path), headers=box.auth(role))
+            allowed = permission in ROLE_PERMISSIONS[role]
+            if allowed:
+                assert response.status_code not in (401, 403), (role, method, path, response.text)
+            else:
+                assert response.status_code == 403, (role, method, path, response.text)
+                body = assert_error_shape(response)
+                assert body["code"] == "permission_denied"
+                assert body["detail"] == {"permission": permission, "role": role.value}
+                assert permission in body["message"] and permission in body["message_en"]
+            checked += 1
+    assert checked == len(protected) * len(Role)
+    assert box.count("documents") == 0
+
+
+async def test_without_a_token_everything_but_the_public_endpoints_is_401(box: Box) -> None:
+    for method, path, permission in await operations(box):
+        response = await box.client.request(method, concrete(path))
+        if permission is None:
+            assert response.status_code not in (401, 403), (method, path)
+            continue
+        assert response.status_code == 401, (method, path)
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert assert_error_shape(response)["code"] == "not_authenticated"
