@@ -106,7 +106,9 @@ class StoreBox:
         self.ingest = IngestConsumer(
             settings=self.settings, writer=self.writer, registry=self.registry, clock=self.clock
         )
-        self.broker = EmbeddedBroker(self.settings, open_reader=self.open_reader, ingest=self.ingest)
+        self.broker = EmbeddedBroker(
+            self.settings, open_reader=self.open_reader, ingest=self.ingest, registry=self.registry
+        )
         await self.broker.start()
         self.ingest.attach(self.broker)
         await self.ingest.start()
@@ -118,9 +120,9 @@ class StoreBox:
         from edge.web.api import create_api
         from edge.web.deps import ApiDeps
 
-        Gauge(
-            "storebox_info", "Build and store facts", ["store_id", "version"], registry=self.registry
-        ).labels(store_id=self.settings.store_id, version=_version()).set(1)
+        Gauge("storebox_info", "Build and store facts", ["store_id", "version"], registry=self.registry).labels(
+            store_id=self.settings.store_id, version=_version()
+        ).set(1)
         deps = ApiDeps(
             settings=self.settings,
             writer=self.writer,

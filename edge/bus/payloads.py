@@ -1,0 +1,409 @@
+"""Device event payloads at the MQTT boundary: validation, the typed command each becomes, the ack.
+
+An event is JSON `{"id": <client-generated unique id>, "ts": <RFC 3339>, "data": {...}}` published on
+`storebox/<store>/dev/<device>/evt/<kind>`. `decode_event` turns raw bytes into either a `DecodedEvent`
+(a ledger command, or a sensor reading) or a `Rejection` with a stable code; it never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from edge.ledger.commands import RETURN_REASON_ALIASES, DocType, Line, PostDocument, PostResult, ReturnReason
+from edge.ledger.posting import MAX_PRICE_FEN, MAX_QTY  # the ledger's own limits, refused here already
+
+MAX_EVENT_ID_LENGTH = 100
+MAX_SALE_LINES = 200
+MIN_CELSIUS, MAX_CELSIUS = -100.0, 200.0
+
+_EVENT_ID = re.compile(r"[!-~]{1,100}")  # printable ASCII without spaces: UUIDs, ULIDs, "pos1-000123"
+_EVENT_ID_IN_HEAD = re.compile(rb'"id"\s*:\s*"([^"\\\s]{1,100})"')
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d{2}:\d{2})")
+
+
+class EventKind(StrEnum):
+    """Event kinds the box ingests (the last topic level)."""
+
+    SALE = "sale"  # POS: a whole ticket
+    SCAN = "scan"  # handheld: one scanned code
+    TEMP = "temp"  # cold-room sensor: one temperature reading
+
+
+class ScanMode(StrEnum):
+    SALE = "sale"
+    RETURN = "return"  # customer return (顾客退货)
+    COUNT = "count"  # stocktake count (盘点)
+    RECEIVE = "receive"  # scan-to-receive (扫码即入库), our extension
+
+
+class Payment(StrEnum):
+    CASH = "cash"
+    CARD = "card"
+    WECHAT = "wechat"
+    ALIPAY = "alipay"
+
+
+class RejectCode(StrEnum):
+    """Why an event was not turned into a command (stable; devices and dashboards switch on it)."""
+
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    INVALID_ENVELOPE = "invalid_envelope"
+    INVALID_DATA = "invalid_data"
+    UNKNOWN_KIND = "unknown_kind"
+    INTERNAL_ERROR = "internal_error"
+
+
+def _parse_rfc3339(value: object) -> datetime:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    if not isinstance(value, str) or (match := _RFC3339.fullmatch(value)) is None:
+        raise ValueError("must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T09:30:00+08:00")
+    text = value.upper()
+    if match.group(1) and len(match.group(1)) > 6:  # datetime keeps microseconds
+        text = text[: match.start(1) + 6] + text[match.end(1) :]
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _parse_date(value: object) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a date YYYY-MM-DD")
+    return date.fromisoformat(value)
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_parse_rfc3339)]
+IsoDate = Annotated[date, BeforeValidator(_parse_date)]
+EventId = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,100}$")]
+ItemCode = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,64}$")]  # SKU or any barcode
+LedgerCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]  # location, supplier, lot
+Quantity = Annotated[int, Field(ge=0, le=MAX_QTY)]
+PriceFen = Annotated[int, Field(ge=0, le=MAX_PRICE_FEN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class EventEnvelope(_Strict):
+    """The envelope of every device event."""
+
+    id: EventId
+    ts: Timestamp
+    data: dict[str, Any]
+
+
+class SaleLine(_Strict):
+    code: ItemCode
+    qty: Annotated[int, Field(gt=0, le=MAX_QTY)]
+    price_fen: PriceFen | None = None
+
+
+class SaleData(_Strict):
+    """`evt/sale` from a POS: one ticket."""
+
+    lines: Annotated[list[SaleLine], Field(min_length=1, max_length=MAX_SALE_LINES)]
+    payment: Annotated[Payment, Field(strict=False)] | None = None
+
+
+class ScanData(_Strict):
+    """`evt/scan` from a handheld: one scanned code in a mode."""
+
+    code: ItemCode
+    qty: Quantity = 1
+    mode: Annotated[ScanMode, Field(strict=False)]
+    location: LedgerCode | None = None
+    reason: str | None = None  # ReturnReason code or its Chinese label, mode return only
+    reason_text: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    lot: LedgerCode | None = None
+    expiry: IsoDate | None = None  # mode receive
+    price_fen: PriceFen | None = None  # mode sale, return, receive
+    supplier: LedgerCode | None = None  # mode receive
+
+    @model_validator(mode="after")
+    def _fits_mode(self) -> ScanData:
+        if self.mode is not ScanMode.COUNT and self.qty == 0:
+            raise ValueError("qty must be greater than 0 (only a count may be 0)")
+        if self.mode is ScanMode.RETURN:
+            reason = return_reason(self.reason)
+            if reason is None:
+                allowed = ", ".join([*ReturnReason, *RETURN_REASON_ALIASES])
+                raise ValueError(f"mode return needs a reason, one of: {allowed}")
+            if reason is ReturnReason.OTHER and not self.reason_text:
+                raise ValueError("reason other needs reason_text")
+        elif self.reason is not None or self.reason_text is not None:
+            raise ValueError("reason and reason_text are for mode return only")
+        if self.mode is not ScanMode.RECEIVE and (self.expiry is not None or self.supplier is not None):
+            raise ValueError("expiry and supplier are for mode receive only")
+        if self.mode is ScanMode.COUNT and self.price_fen is not None:
+            raise ValueError("price_fen is not for mode count")
+        return self
+
+
+class TempData(_Strict):
+    """`evt/temp` from a cold-room sensor: one reading."""
+
+    celsius: Annotated[float, Field(ge=MIN_CELSIUS, le=MAX_CELSIUS, allow_inf_nan=False)]
+    location: LedgerCode | None = None
+
+
+_DATA_MODELS: dict[EventKind, type[_Strict]] = {
+    EventKind.SALE: SaleData,
+    EventKind.SCAN: ScanData,
+    EventKind.TEMP: TempData,
+}
+
+
+def return_reason(value: str | None) -> ReturnReason | None:
+    """A return reason from its code or its Chinese label (包装破损, 口味不符, ...)."""
+    if value is None:
+        return None
+    if value in RETURN_REASON_ALIASES:
+        return RETURN_REASON_ALIASES[value]
+    try:
+        return ReturnReason(value)
+    except ValueError:
+        return None
+
+
+# --- decoded events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TemperatureReading:
+    """A cold-room reading (冷库温度); not a ledger document."""
+
+    device: str
+    event_id: str
+    ts: datetime
+    location: str | None
+    milli_celsius: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEvent:
+    """A valid event: exactly one of `command` and `reading` is set."""
+
+    device: str
+    event_id: str
+    kind: EventKind
+    ts: datetime
+    command: PostDocument | None = None
+    reading: TemperatureReading | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An event that cannot become a command; answered with a failed ack and dead-lettered."""
+
+    code: str
+    message: str
+    message_en: str
+    event_id: str | None = None
+
+
+def event_key(device: str, event_id: str) -> str:
+    """The ledger idempotency key of a device event: the event id is unique per device."""
+    return f"dev:{device}:{event_id}"
+
+
+def to_command(device: str, event_id: str, data: SaleData | ScanData) -> PostDocument:
+    """The ledger command for a validated sale or scan event."""
+    key = event_key(device, event_id)
+    if isinstance(data, SaleData):
+        lines = tuple(Line(code=ln.code, qty=ln.qty, price_fen=ln.price_fen) for ln in data.lines)
+        payment = data.payment.value if data.payment else None
+        return PostDocument(key=key, type=DocType.SALE, lines=lines, payment=payment, actor=device, device=device)
+    receiving = data.mode is ScanMode.RECEIVE
+    line = Line(
+        code=data.code,
+        qty=data.qty,
+        price_fen=data.price_fen,
+        lot=data.lot,
+        expiry=data.expiry if receiving else None,
+    )
+    doc_type = {
+        ScanMode.SALE: DocType.SALE,
+        ScanMode.RETURN: DocType.CUSTOMER_RETURN,
+        ScanMode.COUNT: DocType.STOCKTAKE,  # qty is the counted quantity
+        ScanMode.RECEIVE: DocType.RECEIPT,
+    }[data.mode]
+    reason = return_reason(data.reason)
+    return PostDocument(
+        key=key,
+        type=doc_type,
+        lines=(line,),
+        location=data.location,
+        counterparty=data.supplier if receiving else None,
+        reason=reason.value if reason else None,
+        reason_text=data.reason_text,
+        actor=device,
+        device=device,
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:64]!r}")
+        result[key] = value
+    return result
+
+
+def _describe(error: ValidationError, prefix: str) -> str:
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
+        parts.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def recover_event_id(payload: bytes) -> str | None:
+    """The event id from the head of a payload that will not be parsed (too large), if it shows."""
+    match = _EVENT_ID_IN_HEAD.search(payload[:4096])
+    if match is None:
+        return None
+    text = match.group(1).decode("ascii", errors="replace")
+    return text if _EVENT_ID.fullmatch(text) else None
+
+
+def decode_event(device: str, kind: str, payload: bytes, *, max_bytes: int) -> DecodedEvent | Rejection:
+    """Validate one raw event from `device` on `evt/<kind>`; never raises on any input."""
+    if len(payload) > max_bytes:
+        return Rejection(
+            RejectCode.PAYLOAD_TOO_LARGE,
+            f"事件过大: {len(payload)} 字节, 上限 {max_bytes} 字节",
+            f"event too large: {len(payload)} bytes, limit {max_bytes}",
+            recover_event_id(payload),
+        )
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(RejectCode.NOT_UTF8, "事件不是 UTF-8 文本", f"event is not UTF-8 text ({exc.reason})")
+    try:
+        raw = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    except (ValueError, RecursionError) as exc:
+        detail = str(exc)[:200] or type(exc).__name__
+        return Rejection(RejectCode.NOT_JSON, f"事件不是有效的 JSON: {detail}", f"event is not valid JSON: {detail}")
+    event_id = raw.get("id") if isinstance(raw, dict) else None
+    event_id = event_id if isinstance(event_id, str) and _EVENT_ID.fullmatch(event_id) else None
+    try:
+        event_kind = EventKind(kind)
+    except ValueError:
+        known = ", ".join(EventKind)
+        return Rejection(
+            RejectCode.UNKNOWN_KIND,
+            f"未知事件类型: {kind[:64]!r} (支持: {known})",
+            f"unknown event kind: {kind[:64]!r} (known: {known})",
+            event_id,
+        )
+    try:
+        envelope = EventEnvelope.model_validate(raw)
+    except ValidationError as exc:
+        detail = _describe(exc, "")
+        return Rejection(
+            RejectCode.INVALID_ENVELOPE,
+            f"事件格式错误 (需要 id, ts, data): {detail}",
+            f"event has the wrong shape (needs id, ts, data): {detail}",
+            event_id,
+        )
+    try:
+        data = _DATA_MODELS[event_kind].model_validate(envelope.data)
+    except ValidationError as exc:
+        detail = _describe(exc, "data")
+        return Rejection(
+            RejectCode.INVALID_DATA,
+            f"{event_kind.value} 事件数据错误: {detail}",
+            f"invalid {event_kind.value} event data: {detail}",
+            envelope.id,
+        )
+    if isinstance(data, TempData):
+        reading = TemperatureReading(
+            device=device,
+            event_id=envelope.id,
+            ts=envelope.ts,
+            location=data.location,
+            milli_celsius=round(data.celsius * 1000),
+        )
+        return DecodedEvent(device, envelope.id, event_kind, envelope.ts, reading=reading)
+    assert isinstance(data, SaleData | ScanData)
+    command = to_command(device, envelope.id, data)
+    return DecodedEvent(device, envelope.id, event_kind, envelope.ts, command=command)
+
+
+# --- the ack ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """What the box answers on `storebox/<store>/dev/<device>/ack` for every event it took.
+
+    `retry` is true only when the box could not write (shutting down, disk trouble): the event was not
+    posted and the device should resend it later. Any other ack is final for its id.
+    """
+
+    id: str | None
+    ok: bool
+    code: str
+    message: str
+    message_en: str
+    document: int | None = None
+    retry: bool = False
+
+    @classmethod
+    def for_result(cls, event_id: str, result: PostResult) -> Ack:
+        return cls(event_id, result.ok, result.code, result.message, result.message_en, result.document_id)
+
+    @classmethod
+    def for_rejection(cls, rejection: Rejection) -> Ack:
+        return cls(rejection.event_id, False, rejection.code, rejection.message, rejection.message_en)
+
+    @classmethod
+    def stored(cls, event_id: str) -> Ack:
+        return cls(event_id, True, "ok", "已记录", "recorded")
+
+    @classmethod
+    def unavailable(cls, event_id: str) -> Ack:
+        return cls(
+            event_id,
+            False,
+            "unavailable",
+            "暂时无法记账, 请稍后重发",
+            "the box cannot post right now; resend the event later",
+            retry=True,
+        )
+
+    def to_json(self) -> bytes:
+        body = {
+            "id": self.id,
+            "ok": self.ok,
+            "code": self.code,
+            "message": self.message,
+            "message_en": self.message_en,
+            "document": self.document,
+            "retry": self.retry,
+        }
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

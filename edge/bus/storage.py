@@ -1,0 +1,99 @@
+"""SQL of the bus tables: dead letters (死信) and cold-room sensor readings. Writes run in the writer."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from edge.bus.payloads import TemperatureReading
+
+DEAD_LETTER_PAYLOAD_CAP = 4096  # bytes of a dead payload kept; enough to see what a device sent
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A device event that will not be posted, as kept for the operator."""
+
+    received_at: datetime
+    device: str
+    topic: str
+    event_id: str | None
+    payload: bytes
+    reason_code: str
+    reason: str
+    reason_en: str
+
+
+def insert_dead_letters(conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> int:
+    """Keep `letters`, each payload cut to DEAD_LETTER_PAYLOAD_CAP bytes; return how many."""
+    conn.executemany(
+        "INSERT INTO dead_letters (received_at, device, topic, event_id, payload, payload_size,"
+        " reason_code, reason, reason_en) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                d.received_at.isoformat(),
+                d.device,
+                d.topic[:300],
+                d.event_id,
+                d.payload[:DEAD_LETTER_PAYLOAD_CAP],
+                len(d.payload),
+                d.reason_code,
+                d.reason[:500],
+                d.reason_en[:500],
+            )
+            for d in letters
+        ],
+    )
+    return len(letters)
+
+
+def list_dead_letters(
+    conn: sqlite3.Connection, *, device: str | None = None, limit: int = 100, offset: int = 0
+) -> list[dict[str, Any]]:
+    """The newest dead letters first, payload as text where it decodes (else hex)."""
+    where, params = ("WHERE device = ?", [device]) if device else ("", [])
+    rows = conn.execute(
+        "SELECT id, received_at, device, topic, event_id, payload, payload_size, reason_code, reason, reason_en"
+        f" FROM dead_letters {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    ).fetchall()
+    result = []
+    for row in rows:
+        payload = bytes(row["payload"])
+        try:
+            text, encoding = payload.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = payload.hex(), "hex"
+        result.append(
+            {
+                "id": row["id"],
+                "received_at": row["received_at"],
+                "device": row["device"],
+                "topic": row["topic"],
+                "event_id": row["event_id"],
+                "payload": text,
+                "payload_encoding": encoding,
+                "payload_size": row["payload_size"],
+                "reason_code": row["reason_code"],
+                "reason": row["reason"],
+                "reason_en": row["reason_en"],
+            }
+        )
+    return result
+
+
+def insert_readings(conn: sqlite3.Connection, readings: Sequence[TemperatureReading], received_at: datetime) -> int:
+    """Store temperature readings; a resent event id (same device) is kept once. Return rows added."""
+    before = conn.total_changes
+    conn.executemany(
+        "INSERT OR IGNORE INTO sensor_readings (device, event_id, ts, received_at, location, milli_celsius)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (r.device, r.event_id, r.ts.isoformat(), received_at.isoformat(), r.location, r.milli_celsius)
+            for r in readings
+        ],
+    )
+    return conn.total_changes - before
