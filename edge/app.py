@@ -171,6 +171,10 @@ class _Server(uvicorn.Server):
 async def run_box(settings: Settings, *, demo: bool = False) -> int:
     """Run the box until SIGTERM or SIGINT; finish the posting in flight; return the exit code."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.log_level != "DEBUG":
+        # amqtt and its state machine narrate every connection at INFO; the box logs what matters itself.
+        for noisy in ("transitions", "amqtt"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     box = StoreBox(settings)
     await box.start(demo=demo)
     assert box.api is not None
