@@ -176,7 +176,18 @@ async def run_box(settings: Settings, *, demo: bool = False) -> int:
         for noisy in ("transitions", "amqtt"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     box = StoreBox(settings)
-    await box.start(demo=demo)
+    try:
+        await box.start(demo=demo)
+    except OSError as err:
+        log.error(
+            "cannot start: %s (MQTT %s:%s, data %s) / 无法启动",
+            err,
+            settings.mqtt_host,
+            settings.mqtt_port,
+            settings.data_dir,
+        )
+        await box.stop()
+        return 1
     assert box.api is not None
     server = _Server(
         uvicorn.Config(
