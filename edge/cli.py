@@ -19,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 ledger_app = typer.Typer(help="账本 / the stock ledger.", no_args_is_help=True)
 user_app = typer.Typer(help="用户 / users of the API and the page.", no_args_is_help=True)

@@ -82,8 +82,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(fh)
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path}: not found / 配置文件不存在") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: not valid TOML ({exc}) / 配置文件格式错误") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        reason = str(exc).replace("\n", " ")
+        raise ConfigError(f"config file {path}: not valid TOML ({reason}) / 配置文件格式错误") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror}) / 配置文件无法读取") from exc
     # Accept both a flat file and one with a [storebox] table.
     table = data.get("storebox", data)
     if not isinstance(table, dict):
