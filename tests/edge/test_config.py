@@ -38,7 +38,7 @@ def test_environment_wins_over_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_config_file_from_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "box.toml"
-    config.write_text('mqtt_port = 2883\n')
+    config.write_text("mqtt_port = 2883\n")
     monkeypatch.setenv("STOREBOX_CONFIG", str(config))
     assert load_settings().mqtt_port == 2883
 
