@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -175,6 +176,9 @@ async def run_box(settings: Settings, *, demo: bool = False) -> int:
         # amqtt and its state machine narrate every connection at INFO; the box logs what matters itself.
         for noisy in ("transitions", "amqtt"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The writer thread and the event loop share the GIL: hand it over sooner than the 5 ms default so
+    # that acks and socket reads do not queue behind a posting batch.
+    sys.setswitchinterval(0.001)
     box = StoreBox(settings)
     try:
         await box.start(demo=demo)

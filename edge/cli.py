@@ -166,6 +166,23 @@ def _password(given: str | None) -> str:
     return given if given else secrets.token_urlsafe(12)
 
 
+def _add_credential(settings: Settings, create: Any, name: str, secret: str) -> None:
+    """Run `create(conn)` in one transaction; a refusal is one clear line and exit code 2."""
+    from edge.security.errors import SecurityError
+
+    conn = _open_db(settings, readonly=False)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        create(conn)
+        conn.execute("COMMIT")
+    except SecurityError as err:
+        conn.execute("ROLLBACK")
+        typer.echo(f"storebox: {name}: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
+
+
 @user_app.command("add")
 def user_add(
     username: Annotated[str, typer.Argument(help="Login name.")],
@@ -175,20 +192,12 @@ def user_add(
     data_dir: DataDirOption = None,
 ) -> None:
     """Add a user with a role."""
-    settings = _settings(config, data_dir=data_dir)
-    from edge.security.errors import SecurityError
     from edge.security.users import create_user
 
-    conn = _open_db(settings, readonly=False)
     secret = _password(password)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        create_user(conn, username, secret, role)
-        conn.execute("COMMIT")
-    except SecurityError as err:
-        conn.execute("ROLLBACK")
-        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
-        raise typer.Exit(2) from None
+    _add_credential(
+        _settings(config, data_dir=data_dir), lambda c: create_user(c, username, secret, role), username, secret
+    )
     typer.echo(json.dumps({"username": username, "role": role, "password": secret}, ensure_ascii=False))
 
 
@@ -201,20 +210,12 @@ def device_add(
     data_dir: DataDirOption = None,
 ) -> None:
     """Register a device and print its MQTT credentials."""
-    settings = _settings(config, data_dir=data_dir)
     from edge.security.devices import create_device
-    from edge.security.errors import SecurityError
 
-    conn = _open_db(settings, readonly=False)
     secret = _password(password)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        create_device(conn, device_id, kind, secret)
-        conn.execute("COMMIT")
-    except SecurityError as err:
-        conn.execute("ROLLBACK")
-        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
-        raise typer.Exit(2) from None
+    _add_credential(
+        _settings(config, data_dir=data_dir), lambda c: create_device(c, device_id, kind, secret), device_id, secret
+    )
     typer.echo(json.dumps({"id": device_id, "kind": kind, "username": device_id, "password": secret}))
 
 
