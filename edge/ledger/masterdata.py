@@ -164,30 +164,25 @@ def ensure_lot(conn: sqlite3.Connection, sku: str, lot: str, expiry: date | None
 def resolve_item(conn: sqlite3.Connection, code: str, unit: str | None = None) -> ItemRef:
     """Resolve a SKU or barcode to an item and a unit (explicit unit > barcode's unit > base unit)."""
     row = conn.execute(
-        "SELECT i.sku, i.name, b.unit AS code_unit, i.base_unit, i.vat_rate_bp, i.price_fen, i.cost_fen,"
-        " i.shelf_life_days, i.storage_class"
-        " FROM barcodes b JOIN items i ON i.sku = b.sku WHERE b.code = ?",
-        (code,),
+        "WITH code AS ("
+        "  SELECT sku, unit, 0 AS rank FROM barcodes WHERE code = :code"
+        "  UNION ALL SELECT sku, base_unit, 1 FROM items WHERE sku = :code"
+        "  ORDER BY rank LIMIT 1)"
+        " SELECT i.sku, i.name, COALESCE(:unit, code.unit) AS unit, u.factor, i.base_unit, i.vat_rate_bp,"
+        " i.price_fen, i.cost_fen, i.shelf_life_days, i.storage_class"
+        " FROM code JOIN items i ON i.sku = code.sku"
+        " LEFT JOIN item_units u ON u.sku = i.sku AND u.unit = COALESCE(:unit, code.unit)",
+        {"code": code, "unit": unit},
     ).fetchone()
-    if row is None:
-        row = conn.execute(
-            "SELECT sku, name, base_unit AS code_unit, base_unit, vat_rate_bp, price_fen, cost_fen,"
-            " shelf_life_days, storage_class FROM items WHERE sku = ?",
-            (code,),
-        ).fetchone()
     if row is None:
         raise UnknownItem(code)
-    chosen = unit or row["code_unit"]
-    factor_row = conn.execute(
-        "SELECT factor FROM item_units WHERE sku = ? AND unit = ?", (row["sku"], chosen)
-    ).fetchone()
-    if factor_row is None:
-        raise UnknownUnit(row["sku"], chosen)
+    if row["factor"] is None:
+        raise UnknownUnit(row["sku"], row["unit"])
     return ItemRef(
         sku=row["sku"],
         name=row["name"],
-        unit=chosen,
-        factor=int(factor_row[0]),
+        unit=row["unit"],
+        factor=int(row["factor"]),
         base_unit=row["base_unit"],
         vat_rate_bp=int(row["vat_rate_bp"]),
         price_fen=int(row["price_fen"]),

@@ -56,11 +56,13 @@ class StockBook:
     def lots(self, sku: str, location: str) -> list[LotStock]:
         """Lots of an item on hand at a location, first expiry first (no expiry last)."""
         rows = self._conn.execute(
-            "SELECT b.lot, l.expiry FROM balances b LEFT JOIN lots l ON l.sku = b.sku AND l.lot = b.lot"
-            " WHERE b.sku = ? AND b.location = ?",
+            "SELECT b.lot, l.expiry, b.qty, b.value_fen FROM balances b"
+            " LEFT JOIN lots l ON l.sku = b.sku AND l.lot = b.lot WHERE b.sku = ? AND b.location = ?",
             (sku, location),
         ).fetchall()
         expiries = {row[0]: row[1] for row in rows}
+        for row in rows:
+            self._balances.setdefault((sku, location, row[0]), [int(row[2]), int(row[3])])
         for s, loc, lot in self._balances:
             if s == sku and loc == location and lot not in expiries:
                 expiries[lot] = self._lot_expiry(sku, lot)
