@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from tools.bench import ingest
+from tools.bench import ingest, posting
 
 
 def main() -> None:
+    posting.main([])
     ingest.main([])
 
 
