@@ -86,9 +86,9 @@ class LedgerWriter:
         futures = [self._enqueue("post", c) for c in commands]
         return list(await asyncio.gather(*futures))
 
-    async def execute(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run any other write `fn(conn)` in the writer's transaction, in a savepoint of its own."""
-        result: T = await self._submit("execute", fn)
+    async def execute(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run any other write `fn(conn, *args)` in the writer's transaction, in a savepoint of its own."""
+        result: T = await self._submit("execute", (fn, args))
         return result
 
     def _enqueue(self, kind: str, payload: Any) -> asyncio.Future[Any]:
@@ -148,8 +148,9 @@ class LedgerWriter:
                         outcomes.append((job, False, exc))
                 else:
                     conn.execute("SAVEPOINT job")
+                    fn, args = job.payload
                     try:
-                        value = job.payload(conn)
+                        value = fn(conn, *args)
                         conn.execute("RELEASE job")
                         outcomes.append((job, True, value))
                     except Exception as exc:

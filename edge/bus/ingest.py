@@ -262,7 +262,7 @@ class IngestConsumer:
 
     async def _write(self, fn: Callable[..., object], *args: object) -> bool:
         try:
-            await self._writer.execute(lambda conn: fn(conn, *args))
+            await self._writer.execute(fn, *args)
             return True
         except Exception:
             log.exception("ingest write %s failed", getattr(fn, "__name__", fn))
@@ -275,13 +275,7 @@ class IngestConsumer:
             return
         for device in stale:
             self._touched[device] = now + TOUCH_SECONDS
-        seen_at = self._clock()
-
-        def touch(conn: sqlite3.Connection) -> None:
-            for device in sorted(stale):
-                touch_device(conn, device, seen_at)
-
-        await self._write(touch)
+        await self._write(touch_devices, sorted(stale), self._clock())
 
     async def _publish(self, topic: str, payload: bytes) -> None:
         assert self._publisher is not None
@@ -289,6 +283,12 @@ class IngestConsumer:
             await self._publisher.publish(topic, payload, qos=1)
         except Exception:  # the broker is stopping: the device resends and gets the same answer
             log.warning("could not publish on %s", topic, exc_info=True)
+
+
+def touch_devices(conn: sqlite3.Connection, devices: list[str], seen_at: datetime) -> None:
+    """Record when devices were last heard from (runs in the writer)."""
+    for device in devices:
+        touch_device(conn, device, seen_at)
 
 
 async def _nothing() -> bool:

@@ -25,6 +25,16 @@ class LedgerError(Exception):
             "detail": self.detail,
         }
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other arguments than their fields; rebuild from the fields (for the writer's pipe).
+        return (_rebuild, (type(self), self.message, self.message_en, self.detail))
+
+
+def _rebuild(cls: type[LedgerError], message: str, message_en: str, detail: dict[str, Any]) -> LedgerError:
+    error = cls.__new__(cls)
+    LedgerError.__init__(error, message, message_en, **detail)
+    return error
+
 
 class InvalidCommand(LedgerError):
     code = "invalid_command"

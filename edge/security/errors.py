@@ -20,6 +20,16 @@ class SecurityError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "message_en": self.message_en, "detail": self.detail}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other arguments than their fields; rebuild from the fields (for the writer's pipe).
+        return (_rebuild, (type(self), self.message, self.message_en, self.detail))
+
+
+def _rebuild(cls: type[SecurityError], message: str, message_en: str, detail: dict[str, Any]) -> SecurityError:
+    error = cls.__new__(cls)
+    SecurityError.__init__(error, message, message_en, **detail)
+    return error
+
 
 class InvalidUsername(SecurityError):
     code = "invalid_username"

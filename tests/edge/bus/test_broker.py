@@ -62,7 +62,7 @@ def test_a_wrong_password_or_unknown_device_is_refused_even_after_a_good_login(b
 
 
 def test_a_disabled_device_is_refused(box: Box) -> None:
-    box.loop.run(box.writer.execute(lambda conn: set_device_enabled(conn, "pos-2", False)))
+    box.loop.run(box.writer.execute(set_device_enabled, "pos-2", False))
     client = Device(box, "pos-2", PASSWORDS["pos-2"])
     box.clients.append(client)
     assert client.connect(expect_ok=False).is_failure

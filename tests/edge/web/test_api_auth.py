@@ -54,7 +54,7 @@ async def test_login_without_password_is_a_validation_error_naming_the_field(box
 async def test_disabled_user_cannot_log_in_and_their_token_stops_working(box: Box) -> None:
     headers = box.auth("clerk")
     assert (await box.client.get("/api/v1/items", headers=headers)).status_code == 200
-    await box.writer.execute(lambda conn: set_user_active(conn, "clerk", False))
+    await box.writer.execute(set_user_active, "clerk", False)
     status, body = await login(box, "clerk", password_of("clerk"))
     assert (status, body["code"]) == (401, "authentication_failed")
     response = await box.client.get("/api/v1/items", headers=headers)
