@@ -39,7 +39,7 @@ from edge.ledger.errors import (
     UnknownLocation,
 )
 from edge.ledger.masterdata import TRANSIT_LOCATION, ItemRef, ensure_lot, resolve_item
-from edge.ledger.money import tax_included
+from edge.ledger.money import issue_cost, tax_included
 from edge.ledger.stockbook import Move, StockBook
 from edge.ledger.vouchers import VoucherLine, VoucherRules, build_voucher
 
@@ -152,9 +152,8 @@ def _failure(key: str, err: LedgerError) -> PostResult:
 
 
 def _fingerprint(command: Command) -> str:
-    body = {"kind": type(command).__name__, **dataclasses.asdict(command)}
-    text = json.dumps(body, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    # The repr of the frozen command names every field and value; it is stable for the same command.
+    return hashlib.sha256(repr(command).encode()).hexdigest()
 
 
 def _record(conn: sqlite3.Connection, key: str, fingerprint: str, result: PostResult, ctx: PostingContext) -> None:
@@ -348,6 +347,15 @@ def _post_document(conn: sqlite3.Connection, cmd: PostDocument, ctx: PostingCont
     if cmd.payment is not None and cmd.payment not in ctx.rules.payment_accounts:
         allowed = sorted(ctx.rules.payment_accounts)
         raise _invalid(f"付款方式无效: {cmd.payment}", f"invalid payment {cmd.payment!r}; allowed: {allowed}")
+    # The header's reference and locations are stored with foreign keys: refuse them here, not by an IntegrityError.
+    if (
+        cmd.ref_id is not None
+        and conn.execute("SELECT 1 FROM documents WHERE id = ?", (cmd.ref_id,)).fetchone() is None
+    ):
+        raise UnknownDocument(cmd.ref_id)
+    for code in (cmd.location, cmd.to_location):
+        if code is not None:
+            _location(conn, code)
     lines = _resolve_lines(conn, cmd, ctx)
     book = StockBook(conn, business_date=ctx.business_date, allow_negative=ctx.allow_negative)
     handler = _HANDLERS[cmd.type]
@@ -393,6 +401,8 @@ def _no_stock(
     lines: list[ResolvedLine],
     book: StockBook,
 ) -> dict[str, int]:
+    for line in lines:
+        _location(conn, line.location)
     return {}
 
 
@@ -484,6 +494,7 @@ def _customer_return(
 ) -> dict[str, int]:
     sale = _referenced(conn, cmd.ref_id, DocType.SALE)
     cost = 0
+    returned_here: dict[str, tuple[int, int]] = {}  # by this document's earlier lines
     for line in lines:
         location = _location(conn, line.location)
         sku = line.item.sku
@@ -493,11 +504,16 @@ def _customer_return(
                 "SELECT -SUM(qty), -SUM(value_fen), MIN(lot) FROM stock_moves WHERE document_id = ? AND sku = ?",
                 (sale["id"], sku),
             ).fetchone()
-            returned = conn.execute(
-                "SELECT COALESCE(SUM(m.qty), 0) FROM stock_moves m JOIN documents d ON d.id = m.document_id"
-                " WHERE d.type = 'customer_return' AND d.ref_id = ? AND m.sku = ?",
+            standing = conn.execute(
+                "SELECT COALESCE(SUM(m.qty), 0), COALESCE(SUM(m.value_fen), 0) FROM stock_moves m"
+                " JOIN documents d ON d.id = m.document_id"
+                " WHERE d.type = 'customer_return' AND d.ref_id = ? AND m.sku = ?"
+                " AND NOT EXISTS (SELECT 1 FROM documents r WHERE r.reverses_id = d.id)",
                 (sale["id"], sku),
-            ).fetchone()[0]
+            ).fetchone()
+            here_qty, here_value = returned_here.get(sku, (0, 0))
+            returned = int(standing[0]) + here_qty
+            returned_value = int(standing[1]) + here_value
             sold_qty = int(sold[0] or 0)
             if line.qty_base > sold_qty - returned:
                 raise _invalid(
@@ -506,7 +522,9 @@ def _customer_return(
                     line=line.line_no,
                     item=sku,
                 )
-            value = (int(sold[1]) * line.qty_base) // sold_qty if sold_qty else 0
+            # At the sale's cost, rounded half-up; returning all that is left takes all the cost that is left.
+            value = issue_cost(int(sold[1]) - returned_value, line.qty_base, sold_qty - returned)
+            returned_here[sku] = (here_qty + line.qty_base, here_value + value)
             lot = line.lot or sold[2] or ""
         else:
             value = book.unit_value(sku, location, lot, line.qty_base, line.item.cost_fen, line.item.vat_rate_bp)
@@ -661,8 +679,11 @@ def _reverse_document(
     book = StockBook(conn, business_date=ctx.business_date, allow_negative=ctx.allow_negative)
     rules = ctx.rules
     variance: dict[str, int] = {}
+    # What went out comes back first, so that what came in is there to be taken back even when one document
+    # both added to and took from the same balance (a stocktake counting a lot and the item's lots as a whole).
     moves = conn.execute(
-        "SELECT line_no, sku, location, lot, qty, value_fen FROM stock_moves WHERE document_id = ? ORDER BY id",
+        "SELECT line_no, sku, location, lot, qty, value_fen FROM stock_moves WHERE document_id = ?"
+        " ORDER BY qty > 0, id",
         (cmd.document_id,),
     ).fetchall()
     for m in moves:

@@ -66,7 +66,7 @@ def verify_ledger(conn: sqlite3.Connection, *, allow_negative: bool = False) -> 
             "SELECT d.id, d.doc_no FROM documents d"
             " WHERE NOT EXISTS (SELECT 1 FROM vouchers v WHERE v.document_id = d.id)"
             " AND (EXISTS (SELECT 1 FROM stock_moves m WHERE m.document_id = d.id AND m.value_fen != 0)"
-            "      OR d.gross_fen != 0 AND d.type NOT IN ('purchase_order', 'reversal'))"
+            "      OR d.gross_fen != 0 AND d.type IN ('receipt', 'sale', 'customer_return', 'supplier_return'))"
         )
     ]
     outbox = [
