@@ -7,7 +7,6 @@ the first result and changes nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sqlite3
