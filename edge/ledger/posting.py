@@ -89,6 +89,12 @@ class ResolvedLine:
 
 def post(conn: sqlite3.Connection, command: Command, ctx: PostingContext) -> PostResult:
     """Post one command; see the module docstring. The caller owns the transaction."""
+    if not isinstance(command.key, str) or not 1 <= len(command.key) <= 300:
+        # Not recorded: a key that cannot identify a command cannot answer for one either.
+        return _failure(
+            str(command.key)[:300],
+            _invalid("幂等键不能为空且不超过 300 字符", "idempotency key must be 1..300 characters", field="key"),
+        )
     fingerprint = _fingerprint(command)
     previous = conn.execute("SELECT fingerprint, result FROM commands WHERE key = ?", (command.key,)).fetchone()
     if previous is not None:
@@ -121,6 +127,15 @@ def post(conn: sqlite3.Connection, command: Command, ctx: PostingContext) -> Pos
             document_id=document_id,
             doc_no=doc_no,
             stock=tuple(StockChange(sku, on_hand_by_location(conn, sku)) for sku in skus),
+        )
+        _record(conn, command.key, fingerprint, result, ctx)
+        conn.execute("RELEASE post")
+        return result
+    except OverflowError:
+        conn.execute("ROLLBACK TO post")
+        result = _failure(
+            command.key,
+            _invalid("金额或数量超出可记账范围", "amounts or quantities are too large to book", field="lines"),
         )
         _record(conn, command.key, fingerprint, result, ctx)
         conn.execute("RELEASE post")
@@ -185,7 +200,7 @@ def _check_text(name: str, value: str | None, limit: int = MAX_TEXT) -> None:
 def _check_command(cmd: PostDocument) -> None:
     if not cmd.key or len(cmd.key) > 300:
         raise _invalid("幂等键不能为空且不超过 300 字符", "idempotency key must be 1..300 characters", field="key")
-    if cmd.type is DocType.REVERSAL or cmd.type not in DocType:
+    if not isinstance(cmd.type, DocType) or cmd.type is DocType.REVERSAL:
         raise _invalid(f"不能直接过账此单据类型: {cmd.type}", f"cannot post document type {cmd.type}", field="type")
     if not cmd.lines:
         raise _invalid("单据至少需要一行", "a document needs at least one line", field="lines")
@@ -453,20 +468,6 @@ def _issue_line(
     return [(lot, qty, book.issue(line.line_no, sku, location, lot, qty)) for lot, qty in parts]
 
 
-def _sale(
-    conn: sqlite3.Connection,
-    cmd: PostDocument,
-    ctx: PostingContext,
-    lines: list[ResolvedLine],
-    book: StockBook,
-) -> dict[str, int]:
-    cost = 0
-    for line in lines:
-        location = _location(conn, line.location)
-        cost += sum(value for _, _, value in _issue_line(book, line, location, sellable_only=True))
-    return {"cost": cost}
-
-
 def _outbound(sellable_only: bool) -> Handler:
     def handler(
         conn: sqlite3.Connection,
@@ -530,16 +531,6 @@ def _customer_return(
         book.receive(line.line_no, sku, location, lot, line.qty_base, value)
         cost += value
     return {"cost": cost}
-
-
-def _supplier_return(
-    conn: sqlite3.Connection,
-    cmd: PostDocument,
-    ctx: PostingContext,
-    lines: list[ResolvedLine],
-    book: StockBook,
-) -> dict[str, int]:
-    return _outbound(sellable_only=False)(conn, cmd, ctx, lines, book)
 
 
 def _transfer_out(
@@ -632,13 +623,13 @@ def _stocktake(
 _HANDLERS: dict[DocType, Handler] = {
     DocType.PURCHASE_ORDER: _no_stock,
     DocType.RECEIPT: _receipt,
-    DocType.SALE: _sale,
+    DocType.SALE: _outbound(sellable_only=True),  # expired lots are never sold
     DocType.CUSTOMER_RETURN: _customer_return,
-    DocType.SUPPLIER_RETURN: _supplier_return,
+    DocType.SUPPLIER_RETURN: _outbound(sellable_only=False),  # expired goods go back first
     DocType.TRANSFER_OUT: _transfer_out,
     DocType.TRANSFER_IN: _transfer_in,
     DocType.STOCKTAKE: _stocktake,
-    DocType.WRITE_OFF: _outbound(sellable_only=False),
+    DocType.WRITE_OFF: _outbound(sellable_only=False),  # expired goods are written off first
 }
 
 

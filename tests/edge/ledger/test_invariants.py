@@ -360,6 +360,12 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _post(self, command: Command) -> None:
         before = dump(self.conn)
+        if not 1 <= len(command.key) <= 300:
+            # A key that cannot identify a command is refused and not recorded at all.
+            result = post_committed(self.conn, command, context(self.today, self.now))
+            assert (result.ok, result.code) == (False, "invalid_command")
+            assert dump(self.conn) == before
+            return
         known = self.first.get(command.key)
         expected = None if known else self.reference.expect(command, self.today)
         result = post_committed(self.conn, command, context(self.today, self.now))
