@@ -1,48 +1,73 @@
-"""The one writer: every write to the database goes through one connection on one thread.
+"""The one writer: every write to the database goes through one connection, in a process of its own.
 
-Jobs queue up from the event loop (HTTP handlers, the MQTT ingest). The writer thread takes all that
-is waiting (up to `batch_max`), runs them in one transaction, each in its own savepoint so a failing
-job does not fail its neighbours (group commit), commits once, and only then resolves the callers'
-futures and calls the after-commit listeners. Nothing is acknowledged before it is durable.
+Jobs queue up from the event loop (HTTP handlers, the MQTT ingest). The writer process takes all that is
+waiting (up to `batch_max`), runs them in one transaction, each in its own savepoint so a failing job does
+not fail its neighbours (group commit), commits once, and only then sends the results back; the callers'
+futures resolve and the after-commit listeners run. Nothing is acknowledged before it is durable.
+
+Why a process and not a thread: posting is Python work, and in a thread it would hold the interpreter
+lock that the broker's event loop needs to read and ack device events. In its own process the ledger runs
+on the second core while the loop keeps serving. Jobs and results cross a pipe, pickled: commands and
+results are plain frozen dataclasses, and `execute(fn, *args)` takes a module-level function.
+
+If the box is killed, the writer reads end-of-file on its pipe, finishes the batch it has (a transaction
+is all or nothing either way) and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import multiprocessing
+import pickle
 import queue
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
 from edge.db import connect
 from edge.ledger.commands import Command, PostResult
 from edge.ledger.posting import PostingContext, post
+from edge.ledger.vouchers import VoucherRules
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CommitListener = Callable[[list[PostResult]], Awaitable[None] | None]
 
 
-@dataclass(slots=True)
-class _Job:
-    kind: str  # "post" or "execute"
-    payload: Any
-    future: asyncio.Future[Any]
-
-
-_STOP = object()
-
-
 class WriterClosed(RuntimeError):
-    """The writer is shutting down and takes no more work."""
+    """The writer is not running (stopped, or its process died) and takes no work."""
+
+
+class WriterJobFailed(RuntimeError):
+    """A job failed with an exception that could not be sent back as itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One job as it crosses the pipe."""
+
+    job_id: int
+    kind: str  # "post" or "execute"
+    payload: Any  # a Command, or (fn, args)
+    now: datetime
+    business_date: date
+    default_location: str
+    allow_negative: bool
+
+
+_STOP = "stop"
 
 
 class LedgerWriter:
-    """Owns the write connection; see the module docstring."""
+    """Owns the write connection through the writer process; see the module docstring."""
 
     def __init__(
         self,
@@ -56,17 +81,24 @@ class LedgerWriter:
         self._context = context
         self._synchronous = synchronous
         self._batch_max = batch_max
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._listeners: list[CommitListener] = []
-        self._thread: threading.Thread | None = None
+        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._pipe: Connection | None = None
+        self._threads: list[threading.Thread] = []
+        self._rules: VoucherRules | None = None
         self._closed = False
+        self._broken = False
         self.batches = 0
         self.jobs = 0
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._closed
+        alive = self._process is not None and self._process.is_alive()
+        return alive and not self._closed and not self._broken
 
     def add_listener(self, listener: CommitListener) -> None:
         """Call `listener(results)` on the event loop after each commit that posted commands."""
@@ -74,11 +106,28 @@ class LedgerWriter:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-        self._thread.start()
+        ctx = self._context()
+        self._rules = ctx.rules
+        spawn = multiprocessing.get_context("spawn")
+        parent, child = spawn.Pipe(duplex=True)
+        self._process = spawn.Process(
+            target=serve_writer,
+            args=(child, str(self._db_path), self._synchronous, self._batch_max, ctx.rules),
+            name="storebox-writer",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._pipe = parent
+        self._threads = [
+            threading.Thread(target=self._send_loop, name="writer-send", daemon=True),
+            threading.Thread(target=self._receive_loop, name="writer-receive", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def post(self, command: Command) -> PostResult:
-        result: PostResult = await self._submit("post", command)
+        result: PostResult = await self._enqueue("post", command)
         return result
 
     async def post_many(self, commands: Sequence[Command]) -> list[PostResult]:
@@ -87,98 +136,107 @@ class LedgerWriter:
         return list(await asyncio.gather(*futures))
 
     async def execute(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run any other write `fn(conn, *args)` in the writer's transaction, in a savepoint of its own."""
-        result: T = await self._submit("execute", (fn, args))
+        """Run any other write `fn(conn, *args)` in the writer's transaction, in a savepoint of its own.
+
+        `fn` must be a module-level function and `args` picklable: they run in the writer process.
+        """
+        result: T = await self._enqueue("execute", (fn, args))
         return result
 
     def _enqueue(self, kind: str, payload: Any) -> asyncio.Future[Any]:
-        if self._closed or self._loop is None:
-            raise WriterClosed("the ledger writer is not running")
+        if self._closed or self._broken or self._loop is None:
+            raise WriterClosed("the ledger writer is not running / 记账进程未运行")
+        ctx = self._context()
+        job = _Job(next(self._ids), kind, payload, ctx.now, ctx.business_date, ctx.default_location, ctx.allow_negative)
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put(_Job(kind, payload, future))
+        self._futures[job.job_id] = future
+        self._outbox.put(job)
         return future
 
-    async def _submit(self, kind: str, payload: Any) -> Any:
-        return await self._enqueue(kind, payload)
-
     async def close(self) -> None:
-        """Take no more work, finish what is queued (the posting in flight included), stop."""
+        """Take no more work, finish what is queued (the batch in flight included), stop the process."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+        if self._process is None:
+            return
+        self._outbox.put(_STOP)
+        await asyncio.to_thread(self._process.join, 30)
+        if self._process.is_alive():
+            log.error("writer process did not stop in 30 s; terminating it")
+            self._process.terminate()
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join, 5)
+        self._fail_pending(WriterClosed("the ledger writer stopped / 记账进程已停止"))
 
-    # --- writer thread -------------------------------------------------------------------------
+    # --- parent-side threads --------------------------------------------------------------------
 
-    def _run(self) -> None:
-        conn = connect(self._db_path, synchronous=self._synchronous)
-        try:
-            stopping = False
-            while not stopping:
-                first = self._queue.get()
-                if first is _STOP:
+    def _send_loop(self) -> None:
+        assert self._pipe is not None
+        while True:
+            first = self._outbox.get()
+            jobs = [first]
+            while len(jobs) < self._batch_max:
+                try:
+                    jobs.append(self._outbox.get_nowait())
+                except queue.Empty:
                     break
-                batch: list[_Job] = [first]
-                while len(batch) < self._batch_max:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is _STOP:
-                        stopping = True
-                        break
-                    batch.append(nxt)
-                self._run_batch(conn, batch)
-        finally:
-            conn.close()
+            stop = _STOP in jobs
+            work = [j for j in jobs if j != _STOP]
+            try:
+                if work:
+                    self._pipe.send(work)
+                if stop:
+                    self._pipe.send(_STOP)
+                    return
+            except (OSError, ValueError, pickle.PicklingError, AttributeError, TypeError) as exc:
+                if isinstance(exc, OSError | ValueError):
+                    self._mark_broken("sending to the writer failed")
+                    return
+                self._resolve([(j.job_id, False, WriterJobFailed(f"job cannot be sent: {exc}")) for j in work])
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        outcomes: list[tuple[_Job, bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            ctx = self._context()
-            for job in batch:
-                if job.kind == "post":
-                    try:
-                        outcomes.append((job, True, post(conn, job.payload, ctx)))
-                    except Exception as exc:  # a bug or a database error: this job only
-                        log.exception("posting failed unexpectedly")
-                        outcomes.append((job, False, exc))
-                else:
-                    conn.execute("SAVEPOINT job")
-                    fn, args = job.payload
-                    try:
-                        value = fn(conn, *args)
-                        conn.execute("RELEASE job")
-                        outcomes.append((job, True, value))
-                    except Exception as exc:
-                        conn.execute("ROLLBACK TO job")
-                        conn.execute("RELEASE job")
-                        outcomes.append((job, False, exc))
-            conn.execute("COMMIT")
-        except Exception as exc:  # the commit itself failed (disk full, I/O error): nothing is durable
-            log.exception("group commit failed")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            outcomes = [(job, False, exc) for job in batch]
-        self.batches += 1
-        self.jobs += len(batch)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._deliver, outcomes)
+    def _receive_loop(self) -> None:
+        assert self._pipe is not None
+        while True:
+            try:
+                outcomes = self._pipe.recv()
+            except (EOFError, OSError):
+                if not self._closed:
+                    self._mark_broken("the writer process ended")
+                return
+            self.batches += 1
+            self.jobs += len(outcomes)
+            self._resolve(outcomes)
 
-    def _deliver(self, outcomes: list[tuple[_Job, bool, Any]]) -> None:
+    def _mark_broken(self, why: str) -> None:
+        self._broken = True
+        log.error("%s; the box cannot post until it restarts / 记账进程异常", why)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._fail_pending, WriterClosed(f"{why} / 记账进程异常"))
+
+    def _resolve(self, outcomes: list[tuple[int, bool, Any]]) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                self._loop.call_soon_threadsafe(self._deliver, outcomes)
+
+    def _fail_pending(self, error: Exception) -> None:
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(error)
+        self._futures.clear()
+
+    def _deliver(self, outcomes: list[tuple[int, bool, Any]]) -> None:
         posted: list[PostResult] = []
-        for job, ok, value in outcomes:
-            if job.future.done():
+        for job_id, ok, value in outcomes:
+            future = self._futures.pop(job_id, None)
+            if future is None or future.done():
                 continue
             if ok:
-                job.future.set_result(value)
-                if job.kind == "post" and value.ok and not value.replayed:
+                future.set_result(value)
+                if isinstance(value, PostResult) and value.ok and not value.replayed:
                     posted.append(value)
             else:
-                job.future.set_exception(value)
+                future.set_exception(value)
         if posted:
             for listener in self._listeners:
                 try:
@@ -193,3 +251,83 @@ class LedgerWriter:
 def _log_listener_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("after-commit listener failed", exc_info=task.exception())
+
+
+# --- the writer process ---------------------------------------------------------------------------
+
+
+def serve_writer(pipe: Connection, db_path: str, synchronous: str, batch_max: int, rules: VoucherRules) -> None:
+    """Entry point of the writer process: read jobs, post them in group commits, send results back."""
+    conn = connect(Path(db_path), synchronous=synchronous)
+    pending: list[_Job] = []
+    stopping = False
+    try:
+        while not stopping:
+            if not pending:
+                try:
+                    message = pipe.recv()
+                except (EOFError, OSError):
+                    return  # the box is gone: nobody to answer
+                if message == _STOP:
+                    return
+                pending.extend(message)
+            while len(pending) < batch_max and pipe.poll():
+                message = pipe.recv()
+                if message == _STOP:
+                    stopping = True
+                    break
+                pending.extend(message)
+            batch, pending = pending[:batch_max], pending[batch_max:]
+            outcomes = run_batch(conn, batch, rules)
+            try:
+                pipe.send(outcomes)
+            except (OSError, ValueError):
+                return
+        while pending:  # asked to stop: finish what was already handed over
+            batch, pending = pending[:batch_max], pending[batch_max:]
+            pipe.send(run_batch(conn, batch, rules))
+    finally:
+        conn.close()
+
+
+def run_batch(conn: sqlite3.Connection, batch: list[_Job], rules: VoucherRules) -> list[tuple[int, bool, Any]]:
+    """Run jobs in one transaction, each in its own savepoint; commit once. Return (job id, ok, value)."""
+    outcomes: list[tuple[int, bool, Any]] = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for job in batch:
+            if job.kind == "post":
+                ctx = PostingContext(job.now, job.business_date, rules, job.default_location, job.allow_negative)
+                try:
+                    outcomes.append((job.job_id, True, post(conn, job.payload, ctx)))
+                except Exception as exc:  # a bug or a database error: this job only
+                    log.exception("posting failed unexpectedly")
+                    outcomes.append(_sendable(job.job_id, False, exc))
+                continue
+            fn, args = job.payload
+            conn.execute("SAVEPOINT job")
+            try:
+                value = fn(conn, *args)
+                conn.execute("RELEASE job")
+                outcomes.append(_sendable(job.job_id, True, value))
+            except Exception as exc:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append(_sendable(job.job_id, False, exc))
+        conn.execute("COMMIT")
+    except Exception as exc:  # the commit itself failed (disk full, I/O error): nothing is durable
+        log.exception("group commit failed")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        outcomes = [_sendable(job.job_id, False, exc) for job in batch]
+    return outcomes
+
+
+def _sendable(job_id: int, ok: bool, value: Any) -> tuple[int, bool, Any]:
+    """Make sure a result crosses the pipe: one that does not pickle is sent as a failure with its text."""
+    try:
+        pickle.loads(pickle.dumps(value))
+    except Exception:
+        what = "result" if ok else "error"
+        return job_id, False, WriterJobFailed(f"{what} cannot be sent back: {type(value).__name__}: {value}")
+    return job_id, ok, value

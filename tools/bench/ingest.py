@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     assert box.terminate() == 0
     warm_start = box.start(timeout=60)
     assert box.proc is not None
-    rss_after_start = psutil.Process(box.proc.pid).memory_info().rss
+    rss_after_start = _tree_rss(box.proc.pid)
     try:
         codes = [item["barcode"] for item in box.demo_json()["items"][:20]]
         _restock(box, codes, args.events + 1000)
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             window=None,
             rate=args.latency_rate,
         )
-        rss_after_run = psutil.Process(box.proc.pid).memory_info().rss
+        rss_after_run = _tree_rss(box.proc.pid)
         for d in devices:
             d.close()
         assert box.terminate() == 0
@@ -280,6 +280,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
+def _tree_rss(pid: int) -> int:
+    """RSS of the box and its writer process together."""
+    process = psutil.Process(pid)
+    return int(sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]))
+
+
 def _markdown(r: dict[str, Any]) -> str:
     lines = [
         f"Machine: {r['machine']['cpus']} CPUs ({r['machine']['cpu']}), {r['machine']['memory_gb']} GiB, "
@@ -297,7 +303,7 @@ def _markdown(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"- ingest / broker echo: **{r['ingest_to_echo_ratio']}**",
-        f"- RSS of `storebox serve` after start: {r['rss_after_start_mb']} MB; "
+        f"- RSS of `storebox serve` (box and writer processes) after start: {r['rss_after_start_mb']} MB; "
         f"after the runs: {r['rss_after_run_mb']} MB",
         f"- start to healthy: first start with demo seeding {r['first_start_s']} s; warm start "
         f"{r['warm_start_to_healthy_s']} s",
