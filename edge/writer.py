@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import pickle
 import queue
+import signal
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -108,15 +109,24 @@ class LedgerWriter:
         self._loop = asyncio.get_running_loop()
         ctx = self._context()
         self._rules = ctx.rules
-        spawn = multiprocessing.get_context("spawn")
-        parent, child = spawn.Pipe(duplex=True)
-        self._process = spawn.Process(
+        # fork, not spawn: the child starts in serve_writer at once, with the signal mask set below, instead
+        # of re-importing the box (where a Ctrl-C would still kill it). The writer starts before the broker
+        # and the HTTP server, so no threads of theirs are copied.
+        mp = multiprocessing.get_context("fork")
+        parent, child = mp.Pipe(duplex=True)
+        self._process = mp.Process(
             target=serve_writer,
             args=(child, str(self._db_path), self._synchronous, self._batch_max, ctx.rules),
             name="storebox-writer",
             daemon=True,
         )
-        self._process.start()
+        # Ctrl-C and SIGTERM reach the whole process group. The writer must not die of them (the box stops
+        # it after the last job), not even while it is still importing: it starts with them blocked.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         child.close()
         self._pipe = parent
         self._threads = [
@@ -258,6 +268,10 @@ def _log_listener_failure(task: asyncio.Future[Any]) -> None:
 
 def serve_writer(pipe: Connection, db_path: str, synchronous: str, batch_max: int, rules: VoucherRules) -> None:
     """Entry point of the writer process: read jobs, post them in group commits, send results back."""
+    # The box decides when the writer stops: it sends "stop" after the last job, or the pipe closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     conn = connect(Path(db_path), synchronous=synchronous)
     pending: list[_Job] = []
     stopping = False

@@ -72,7 +72,9 @@ class BoxProcess:
         log = self.log_path.open("ab")
         args = ["serve", "--demo"] if self.demo else ["serve"]
         began = time.monotonic()
-        self.proc = subprocess.Popen(storebox_command(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            storebox_command(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.wait_healthy(timeout=timeout)
         return time.monotonic() - began
 

@@ -109,3 +109,20 @@ def _counts(db_path: Path) -> dict[str, int]:
         return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("items", "documents", "users")}
     finally:
         db.close()
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_whole_process_group_stops_box_and_writer_cleanly(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    box = BoxProcess(tmp_path / "box")
+    try:
+        box.start()
+        assert box.proc is not None
+        os.killpg(os.getpgid(box.proc.pid), signal.SIGINT)
+        assert box.proc.wait(timeout=30) == 0
+        log = box.read_log()
+        assert "Traceback" not in log and "ERROR" not in log, log
+    finally:
+        box.stop()
