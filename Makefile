@@ -24,6 +24,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict edge tools/sim
 	$(BIN)/pytest
 
 test-fast: $(STAMP)

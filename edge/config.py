@@ -128,4 +128,4 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     try:
         return Settings(**merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc.errors()[0])) from exc
+        raise ConfigError(_describe(dict(exc.errors()[0]))) from exc

@@ -293,7 +293,7 @@ class PacketLimitReader(ReaderAdapter):  # type: ignore[misc]
         self._on_refused(length)
 
 
-class CoalescingWriter(WriterAdapter):
+class CoalescingWriter(WriterAdapter):  # type: ignore[misc]
     """Writes a connection's packets of one event-loop turn in one send.
 
     amqtt writes and drains every packet on its own: a group commit that acks 200 events means 200

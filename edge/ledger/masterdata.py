@@ -155,7 +155,8 @@ def ensure_lot(conn: sqlite3.Connection, sku: str, lot: str, expiry: date | None
     """Record a lot the first time it is seen; return its expiry (the first one recorded wins)."""
     row = conn.execute("SELECT expiry FROM lots WHERE sku = ? AND lot = ?", (sku, lot)).fetchone()
     if row is not None:
-        return row[0]
+        recorded: str | None = row[0]
+        return recorded
     iso = expiry.isoformat() if expiry else None
     conn.execute("INSERT INTO lots (sku, lot, expiry) VALUES (?, ?, ?)", (sku, lot, iso))
     return iso

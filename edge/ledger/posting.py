@@ -296,7 +296,8 @@ def _referenced(conn: sqlite3.Connection, ref_id: int | None, expected: DocType)
         )
     if conn.execute("SELECT 1 FROM documents WHERE reverses_id = ?", (ref_id,)).fetchone():
         raise _invalid(f"引用单据 {ref_id} 已冲销", f"referenced document {ref_id} has been reversed")
-    return row
+    referenced: sqlite3.Row = row
+    return referenced
 
 
 def _resolve_lines(conn: sqlite3.Connection, cmd: PostDocument, ctx: PostingContext) -> list[ResolvedLine]:

@@ -103,9 +103,9 @@ class StockBook:
         if available < qty:
             if self._allow_negative:
                 # Take what there is, the rest from the last lot (or the no-lot balance) into negative.
-                parts = [(s.lot, s.qty) for s in usable]
-                parts.append((usable[-1].lot if usable else "", qty - available))
-                return _merge(parts)
+                short = [(s.lot, s.qty) for s in usable]
+                short.append((usable[-1].lot if usable else "", qty - available))
+                return _merge(short)
             if sellable_only and len(usable) < len(lots) and available == 0:
                 expired = next(s for s in lots if self.is_expired(s.expiry))
                 raise LotExpired(sku, expired.lot, expired.expiry or "")
