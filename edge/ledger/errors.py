@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 
-class LedgerError(Exception):
-    """Base of every refusal by the ledger. `code` is stable; clients switch on it."""
+class DomainError(Exception):
+    """A refusal by the domain: a stable `code`, a Chinese and an English message, and the fields a user
+    needs. Each package has its own subclass (LedgerError, SecurityError); the web layer maps them all."""
 
-    code: ClassVar[str] = "ledger_error"
+    code: ClassVar[str] = "domain_error"
     status: ClassVar[int] = 400
 
     def __init__(self, message: str, message_en: str, **detail: Any) -> None:
@@ -18,22 +19,23 @@ class LedgerError(Exception):
         self.detail = detail
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "message": self.message,
-            "message_en": self.message_en,
-            "detail": self.detail,
-        }
+        return {"code": self.code, "message": self.message, "message_en": self.message_en, "detail": self.detail}
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Subclasses take other arguments than their fields; rebuild from the fields (for the writer's pipe).
         return (_rebuild, (type(self), self.message, self.message_en, self.detail))
 
 
-def _rebuild(cls: type[LedgerError], message: str, message_en: str, detail: dict[str, Any]) -> LedgerError:
+def _rebuild(cls: type[DomainError], message: str, message_en: str, detail: dict[str, Any]) -> DomainError:
     error = cls.__new__(cls)
-    LedgerError.__init__(error, message, message_en, **detail)
+    DomainError.__init__(error, message, message_en, **detail)
     return error
+
+
+class LedgerError(DomainError):
+    """Base of every refusal by the ledger. `code` is stable; clients switch on it."""
+
+    code = "ledger_error"
 
 
 class InvalidCommand(LedgerError):

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from edge.ledger.errors import DomainError
 
 
-class SecurityError(Exception):
+class SecurityError(DomainError):
     """Base of every refusal by the security package. `code` is stable; clients switch on it."""
 
-    code: ClassVar[str] = "security_error"
-    status: ClassVar[int] = 400
-
-    def __init__(self, message: str, message_en: str, **detail: Any) -> None:
-        super().__init__(message_en)
-        self.message = message
-        self.message_en = message_en
-        self.detail = detail
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "message_en": self.message_en, "detail": self.detail}
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Subclasses take other arguments than their fields; rebuild from the fields (for the writer's pipe).
-        return (_rebuild, (type(self), self.message, self.message_en, self.detail))
-
-
-def _rebuild(cls: type[SecurityError], message: str, message_en: str, detail: dict[str, Any]) -> SecurityError:
-    error = cls.__new__(cls)
-    SecurityError.__init__(error, message, message_en, **detail)
-    return error
+    code = "security_error"
 
 
 class InvalidUsername(SecurityError):
