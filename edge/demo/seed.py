@@ -18,6 +18,7 @@ from typing import Protocol
 from edge.demo.catalog import DEFAULT_SEED, Catalog, OpeningStock, build_catalog, opening_stock
 from edge.demo.demo_json import (
     DEMO_JSON_NAME,
+    Addresses,
     DemoInfo,
     DemoItem,
     DeviceLogin,
@@ -60,8 +61,8 @@ class DemoSeedError(RuntimeError):
     """Seeding the demo store failed; nothing of it was committed."""
 
 
-class SeedSettings(Protocol):
-    """What seeding needs from edge.config.Settings."""
+class SeedSettings(Addresses, Protocol):
+    """What seeding needs from edge.config.Settings: the addresses demo.json names, and these."""
 
     @property
     def data_dir(self) -> Path: ...
@@ -71,15 +72,6 @@ class SeedSettings(Protocol):
 
     @property
     def store_name(self) -> str: ...
-
-    @property
-    def http_url(self) -> str: ...
-
-    @property
-    def mqtt_host(self) -> str: ...
-
-    @property
-    def mqtt_port(self) -> int: ...
 
 
 def demo_needed(conn: sqlite3.Connection) -> bool:
