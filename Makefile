@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench lint format clean
+.PHONY: install run test test-fast bench lint format clean fonts
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,18 @@ run: $(STAMP)
 	trap 'kill $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/storebox serve --demo
 
-test: $(STAMP)
+# Debian packages the tests need (a CJK font to render licence images for the OCR tests).
+fonts:
+	@fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || ls /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null)
+
+test: $(STAMP) fonts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict edge tools/sim
 	$(BIN)/pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) fonts
 	$(BIN)/pytest -m "not slow and not browser and not postgres and not mosquitto"
 
 bench: $(STAMP)

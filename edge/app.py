@@ -25,9 +25,10 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from edge.config import Settings
 from edge.db import connect, migrate
-from edge.ledger.masterdata import install_chart
+from edge.finance.rulebook import rule_book
+from edge.finance.setup import prepare_books
 from edge.ledger.posting import PostingContext
-from edge.ledger.vouchers import VoucherRules, load_rules
+from edge.ledger.vouchers import RuleBook
 from edge.writer import LedgerWriter
 
 log = logging.getLogger("storebox")
@@ -45,7 +46,7 @@ class StoreBox:
         self.settings = settings
         self.clock = clock
         self.tz = ZoneInfo(settings.timezone)
-        self.rules: VoucherRules = load_rules()
+        self.rules: RuleBook = rule_book()
         self.registry = CollectorRegistry()
         self.started_at: float | None = None
         self.writer = LedgerWriter(
@@ -81,8 +82,12 @@ class StoreBox:
             if applied:
                 log.info("schema migrations applied: %s", ", ".join(applied))
             conn.execute("BEGIN IMMEDIATE")
-            install_chart(conn)
-            conn.execute("COMMIT")
+            try:
+                prepare_books(conn, self.settings.chart, self.clock())
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             if demo:
                 from edge.demo.seed import demo_needed, refresh_demo_json, seed_demo
 

@@ -23,7 +23,13 @@ app = typer.Typer(
 ledger_app = typer.Typer(help="账本 / the stock ledger.", no_args_is_help=True)
 user_app = typer.Typer(help="用户 / users of the API and the page.", no_args_is_help=True)
 device_app = typer.Typer(help="设备 / device credentials for the MQTT bus.", no_args_is_help=True)
+books_app = typer.Typer(help="账簿 / the books: trial balance, ledgers, AP ageing, export.", no_args_is_help=True)
+invoice_app = typer.Typer(help="进项发票 / purchase invoices and three-way match.", no_args_is_help=True)
+supplier_app = typer.Typer(help="供应商 / suppliers: papers, freezes, bank accounts, prices.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(books_app, name="books")
+app.add_typer(invoice_app, name="invoice")
+app.add_typer(supplier_app, name="supplier")
 app.add_typer(user_app, name="user")
 app.add_typer(device_app, name="device")
 
@@ -216,6 +222,352 @@ def device_add(
         _settings(config, data_dir=data_dir), lambda c: create_device(c, device_id, kind, secret), device_id, secret
     )
     typer.echo(json.dumps({"id": device_id, "kind": kind, "username": device_id, "password": secret}))
+
+
+# --- books commands (storebox books ...) ---
+
+PeriodOption = Annotated[str, typer.Option("--period", help="Accounting period YYYY-MM, e.g. 2026-11 / 会计期间.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the report as JSON (amounts in fen).")]
+
+
+def _books_report(settings: Settings, build: Any) -> Any:
+    """Run `build(conn)` on a read connection; a refusal (bad period, unknown account) is one line, exit 2."""
+    from edge.ledger.errors import DomainError
+
+    conn = _open_db(settings, readonly=True)
+    try:
+        return build(conn)
+    except DomainError as err:
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
+
+
+def _books_json(report: Any) -> None:
+    from dataclasses import asdict
+
+    typer.echo(json.dumps(asdict(report), ensure_ascii=False, indent=2))
+
+
+def _books_width(text: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _books_table(columns: list[tuple[str, str, bool]], rows: list[list[str]]) -> str:
+    """An aligned text table: columns are (Chinese header, English header, right-aligned)."""
+    widths = [
+        max([_books_width(zh), _books_width(en), *(_books_width(row[i]) for row in rows)])
+        for i, (zh, en, _) in enumerate(columns)
+    ]
+
+    def line(cells: list[str]) -> str:
+        padded = []
+        for (_, _, right), width, cell in zip(columns, widths, cells, strict=True):
+            pad = " " * (width - _books_width(cell))
+            padded.append(pad + cell if right else cell + pad)
+        return "  ".join(padded).rstrip()
+
+    out = [line([c[0] for c in columns]), line([c[1] for c in columns]), "  ".join("-" * w for w in widths)]
+    out += [line(row) for row in rows]
+    return "\n".join(out)
+
+
+def _yuan(fen: int) -> str:
+    from edge.ledger.money import format_yuan
+
+    return format_yuan(fen)
+
+
+@books_app.command("trial-balance")
+def books_trial_balance(
+    period: PeriodOption,
+    include_empty: Annotated[bool, typer.Option("--all", help="Also list accounts with nothing to show.")] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Trial balance (科目余额表) of a period: opening, debits, credits and closing balance per account."""
+    from edge.finance.books import trial_balance
+
+    report = _books_report(
+        _settings(config, data_dir=data_dir), lambda c: trial_balance(c, period, include_empty=include_empty)
+    )
+    if as_json:
+        _books_json(report)
+        return
+    columns = [
+        ("科目代码", "account", False),
+        ("科目名称", "name", False),
+        ("期初借方", "opening debit", True),
+        ("期初贷方", "opening credit", True),
+        ("本期借方", "period debit", True),
+        ("本期贷方", "period credit", True),
+        ("期末借方", "closing debit", True),
+        ("期末贷方", "closing credit", True),
+    ]
+    rows = [
+        [
+            r.code,
+            "  " * (r.level - 1) + r.name,
+            *(
+                _yuan(v)
+                for v in (
+                    r.opening_debit_fen,
+                    r.opening_credit_fen,
+                    r.debit_fen,
+                    r.credit_fen,
+                    r.closing_debit_fen,
+                    r.closing_credit_fen,
+                )
+            ),
+        ]
+        for r in report.rows
+    ]
+    t = report.totals
+    rows.append(
+        [
+            "合计",
+            "total",
+            *(
+                _yuan(v)
+                for v in (
+                    t.opening_debit_fen,
+                    t.opening_credit_fen,
+                    t.debit_fen,
+                    t.credit_fen,
+                    t.closing_debit_fen,
+                    t.closing_credit_fen,
+                )
+            ),
+        ]
+    )
+    typer.echo(f"科目余额表 Trial balance {report.period} ({report.first_day} .. {report.last_day}), 元 yuan")
+    typer.echo(_books_table(columns, rows))
+    typer.echo("借贷平衡 balanced" if report.balanced else "借贷不平 NOT balanced")
+
+
+@books_app.command("ledger")
+def books_ledger(
+    account: Annotated[str, typer.Option("--account", help="Account code, e.g. 1405 / 科目代码.")],
+    period: PeriodOption,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """General ledger (明细账) of an account and the accounts under it: every line of the period."""
+    from edge.finance.books import general_ledger
+
+    report = _books_report(_settings(config, data_dir=data_dir), lambda c: general_ledger(c, account, period))
+    if as_json:
+        _books_json(report)
+        return
+    columns = [
+        ("日期", "date", False),
+        ("凭证号", "voucher", False),
+        ("科目", "account", False),
+        ("摘要", "memo", False),
+        ("单据", "document", False),
+        ("借方", "debit", True),
+        ("贷方", "credit", True),
+        ("方向", "side", False),
+        ("余额", "balance", True),
+    ]
+    rows = [["", "", "", "期初余额 opening", "", "", "", report.opening_side, _yuan(report.opening_fen)]]
+    rows += [
+        [
+            ln.date,
+            ln.voucher_no,
+            ln.account,
+            ln.memo,
+            ln.doc_no,
+            _yuan(ln.debit_fen),
+            _yuan(ln.credit_fen),
+            ln.balance_side,
+            _yuan(ln.balance_fen),
+        ]
+        for ln in report.lines
+    ]
+    rows.append(
+        [
+            "",
+            "",
+            "",
+            "本期合计 period total",
+            "",
+            _yuan(report.debit_fen),
+            _yuan(report.credit_fen),
+            report.closing_side,
+            _yuan(report.closing_fen),
+        ]
+    )
+    typer.echo(
+        f"明细账 General ledger {report.account} {report.name} {report.name_en}, {report.period}"
+        f" ({report.first_day} .. {report.last_day}), 元 yuan"
+    )
+    typer.echo(_books_table(columns, rows))
+
+
+@books_app.command("ap-ageing")
+def books_ap_ageing(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Date YYYY-MM-DD (default: today in the store's time zone).")
+    ] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Accounts payable ageing (应付账款账龄) by supplier: what is owed, by the age of the open invoices."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from edge.finance.books import ap_ageing
+
+    settings = _settings(config, data_dir=data_dir)
+    day = as_of if as_of is not None else datetime.now(ZoneInfo(settings.timezone)).date().isoformat()
+    report = _books_report(settings, lambda c: ap_ageing(c, day))
+    if as_json:
+        _books_json(report)
+        return
+    columns = [
+        ("供应商", "supplier", False),
+        ("名称", "name", False),
+        ("应付余额", "balance", True),
+        *((f"{label}天", f"{label} days", True) for label in report.bucket_labels),
+        ("未核销付款", "unapplied", True),
+    ]
+    rows = [
+        [
+            s.supplier or "-",
+            s.name,
+            _yuan(s.balance_fen),
+            *(_yuan(s.buckets[label]) for label in report.bucket_labels),
+            _yuan(s.unapplied_fen),
+        ]
+        for s in report.suppliers
+    ]
+    rows.append(
+        [
+            "合计",
+            "total",
+            _yuan(report.total_fen),
+            *(_yuan(report.buckets[label]) for label in report.bucket_labels),
+            _yuan(report.unapplied_fen),
+        ]
+    )
+    typer.echo(f"应付账款账龄 AP ageing as of {report.as_of}, 科目 account {report.account}, 元 yuan")
+    typer.echo(_books_table(columns, rows))
+    verdict = "一致 agrees" if report.agrees else "不一致 DOES NOT agree"
+    typer.echo(f"总账余额 general ledger balance {_yuan(report.gl_balance_fen)}: {verdict}")
+
+
+@books_app.command("valuation")
+def books_valuation(as_json: JsonOption = False, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Stock valuation (存货余额表) by item and location at moving-average cost, checked against 1405/1402."""
+    from edge.finance.books import stock_valuation
+
+    report = _books_report(_settings(config, data_dir=data_dir), stock_valuation)
+    if as_json:
+        _books_json(report)
+        return
+    columns = [
+        ("商品", "sku", False),
+        ("名称", "name", False),
+        ("库位", "location", False),
+        ("数量", "qty", True),
+        ("单位", "unit", False),
+        ("单位成本", "unit cost", True),
+        ("金额", "value", True),
+    ]
+    rows = [
+        [
+            r.sku,
+            r.name,
+            r.location,
+            str(r.qty),
+            r.base_unit,
+            "-" if r.unit_cost_fen is None else _yuan(r.unit_cost_fen),
+            _yuan(r.value_fen),
+        ]
+        for r in report.rows
+    ]
+    rows += [["小计", "subtotal", loc, "", "", "", _yuan(v)] for loc, v in report.by_location.items()]
+    rows.append(["合计", "total", "", "", "", "", _yuan(report.total_fen)])
+    typer.echo("存货余额表 Stock valuation, 元 yuan")
+    typer.echo(_books_table(columns, rows))
+    for account, gl, value in (
+        (report.inventory_account, report.inventory_gl_fen, report.stock_fen),
+        (report.transit_account, report.transit_gl_fen, report.transit_fen),
+    ):
+        verdict = "一致 agrees" if gl == value else f"差 difference {_yuan(gl - value)}"
+        typer.echo(f"科目 account {account}: {_yuan(gl)}, 库存 stock {_yuan(value)}: {verdict}")
+
+
+@books_app.command("check")
+def books_check_command(
+    as_json: JsonOption = False, config: ConfigOption = None, data_dir: DataDirOption = None
+) -> None:
+    """Check the books: vouchers balance, 1405 = stock outside transit, 1402 = transit. Exit 1 on a difference."""
+    from edge.finance.books import books_check
+
+    report = _books_report(_settings(config, data_dir=data_dir), books_check)
+    if as_json:
+        _books_json(report)
+    elif report.ok:
+        checked = ", ".join(f"{k} {v}" for k, v in report.checked.items())
+        typer.echo(f"账簿核对无误 books OK ({checked})")
+    else:
+        for problem in report.problems:
+            typer.echo(f"{problem.message} / {problem.message_en}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@books_app.command("export")
+def books_export(
+    period: PeriodOption,
+    layout: Annotated[str, typer.Option("--layout", help="kingdee (金蝶 KIS) or yonyou (用友).")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or xlsx.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write (replaced atomically).", dir_okay=False)],
+    encoding: Annotated[str, typer.Option("--encoding", help="CSV only: utf-8-sig (default) or gbk.")] = "utf-8-sig",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Export the vouchers of a period in the general-voucher import layout of Kingdee KIS or Yonyou."""
+    import os
+    import tempfile
+
+    from edge.finance.export import export_vouchers
+
+    exported = _books_report(
+        _settings(config, data_dir=data_dir), lambda c: export_vouchers(c, period, layout, fmt, encoding)
+    )
+    target = out.resolve()
+    if not target.parent.is_dir():
+        typer.echo(f"storebox: 目录不存在 / no such directory: {target.parent}", err=True)
+        raise typer.Exit(2)
+    # Written next to the target and renamed over it: a reader never sees half a file.
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(exported.content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    typer.echo(
+        f"已导出 {exported.vouchers} 张凭证 {exported.lines} 行 -> {target}"
+        f" / exported {exported.vouchers} vouchers, {exported.lines} lines"
+    )
+
+
+# --- invoice commands (storebox invoice ...) ---
+
+
+# --- supplier commands (storebox supplier ...) ---
 
 
 @app.command("config")

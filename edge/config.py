@@ -43,6 +43,41 @@ class Settings(BaseSettings):
     allow_negative_stock: bool = Field(False, description="refuse negative stock unless true")
     token_ttl_minutes: int = Field(480, ge=1, le=10080, description="lifetime of an API bearer token")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Finance (业财一体化): chart of accounts, three-way match, supplier compliance. See docs/finance.md.
+    chart: str = Field(
+        "small_enterprise",
+        min_length=1,
+        max_length=500,
+        description="chart of accounts: small_enterprise (小企业会计准则), enterprise (企业会计准则) or a JSON file",
+    )
+    company_name: str = Field("演示商贸有限公司 Demo Trading Co., Ltd.", min_length=1, max_length=200)
+    company_credit_code: str | None = Field(
+        None, description="the buyer's unified social credit code that purchase invoices must name (unset: not checked)"
+    )
+    match_qty_tolerance: int = Field(
+        0, ge=0, le=1_000_000, description="three-way match: quantity difference allowed per line, base units"
+    )
+    match_price_tolerance_fen: int = Field(
+        100, ge=0, le=100_000_000, description="three-way match: amount difference allowed per line, fen"
+    )
+    match_tax_tolerance_fen: int = Field(
+        10, ge=0, le=100_000_000, description="three-way match: tax difference allowed per line, fen"
+    )
+    match_window_hours: int = Field(
+        72, ge=1, le=24 * 366, description="an invoice must arrive within this many hours after its receipt"
+    )
+    po_papers_required_above_yuan: int = Field(
+        50_000,
+        ge=0,
+        le=10**9,
+        description="a PO above this gross amount (CNY) needs the supplier's papers complete and valid",
+    )
+    papers_max_upload_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="largest paper upload"
+    )
+    paper_expiry_warn_days: tuple[int, ...] = Field(
+        (30, 7), description="warn this many days before a supplier paper expires"
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 
 from edge.db import connect
 from edge.ledger.commands import Command, PostResult
-from edge.ledger.posting import PostingContext, post
-from edge.ledger.vouchers import VoucherRules
+from edge.ledger.posting import Guard, PostingContext, post
+from edge.ledger.vouchers import RuleBook
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +56,7 @@ class _Job:
     """One job as it crosses the pipe."""
 
     job_id: int
-    kind: str  # "post" or "execute"
+    kind: str  # "post", "execute" or "execute_posting"
     payload: Any  # a Command, or (fn, args)
     now: datetime
     business_date: date
@@ -90,7 +90,6 @@ class LedgerWriter:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._pipe: Connection | None = None
         self._threads: list[threading.Thread] = []
-        self._rules: VoucherRules | None = None
         self._closed = False
         self._broken = False
         self.batches = 0
@@ -108,7 +107,6 @@ class LedgerWriter:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         ctx = self._context()
-        self._rules = ctx.rules
         # fork, not spawn: the child starts in serve_writer at once, with the signal mask set below, instead
         # of re-importing the box (where a Ctrl-C would still kill it). The writer starts before the broker
         # and the HTTP server, so no threads of theirs are copied.
@@ -116,7 +114,7 @@ class LedgerWriter:
         parent, child = mp.Pipe(duplex=True)
         self._process = mp.Process(
             target=serve_writer,
-            args=(child, str(self._db_path), self._synchronous, self._batch_max, ctx.rules),
+            args=(child, str(self._db_path), self._synchronous, self._batch_max, ctx.rules, ctx.guards),
             name="storebox-writer",
             daemon=True,
         )
@@ -151,6 +149,12 @@ class LedgerWriter:
         `fn` must be a module-level function and `args` picklable: they run in the writer process.
         """
         result: T = await self._enqueue("execute", (fn, args))
+        return result
+
+    async def execute_posting(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like `execute`, but runs `fn(conn, ctx, *args)` with the PostingContext of this job, so that `fn`
+        can post commands (`edge.ledger.posting.post(conn, command, ctx)`) along with its own writes."""
+        result: T = await self._enqueue("execute_posting", (fn, args))
         return result
 
     def _enqueue(self, kind: str, payload: Any) -> asyncio.Future[Any]:
@@ -266,7 +270,14 @@ def _log_listener_failure(task: asyncio.Future[Any]) -> None:
 # --- the writer process ---------------------------------------------------------------------------
 
 
-def serve_writer(pipe: Connection, db_path: str, synchronous: str, batch_max: int, rules: VoucherRules) -> None:
+def serve_writer(
+    pipe: Connection,
+    db_path: str,
+    synchronous: str,
+    batch_max: int,
+    rules: RuleBook,
+    guards: tuple[Guard, ...] = (),
+) -> None:
     """Entry point of the writer process: read jobs, post them in group commits, send results back."""
     # The box decides when the writer stops: it sends "stop" after the last job, or the pipe closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -292,26 +303,28 @@ def serve_writer(pipe: Connection, db_path: str, synchronous: str, batch_max: in
                     break
                 pending.extend(message)
             batch, pending = pending[:batch_max], pending[batch_max:]
-            outcomes = run_batch(conn, batch, rules)
+            outcomes = run_batch(conn, batch, rules, guards)
             try:
                 pipe.send(outcomes)
             except (OSError, ValueError):
                 return
         while pending:  # asked to stop: finish what was already handed over
             batch, pending = pending[:batch_max], pending[batch_max:]
-            pipe.send(run_batch(conn, batch, rules))
+            pipe.send(run_batch(conn, batch, rules, guards))
     finally:
         conn.close()
 
 
-def run_batch(conn: sqlite3.Connection, batch: list[_Job], rules: VoucherRules) -> list[tuple[int, bool, Any]]:
+def run_batch(
+    conn: sqlite3.Connection, batch: list[_Job], rules: RuleBook, guards: tuple[Guard, ...] = ()
+) -> list[tuple[int, bool, Any]]:
     """Run jobs in one transaction, each in its own savepoint; commit once. Return (job id, ok, value)."""
     outcomes: list[tuple[int, bool, Any]] = []
     try:
         conn.execute("BEGIN IMMEDIATE")
         for job in batch:
+            ctx = PostingContext(job.now, job.business_date, rules, job.default_location, job.allow_negative, guards)
             if job.kind == "post":
-                ctx = PostingContext(job.now, job.business_date, rules, job.default_location, job.allow_negative)
                 try:
                     outcomes.append((job.job_id, True, post(conn, job.payload, ctx)))
                 except Exception as exc:  # a bug or a database error: this job only
@@ -321,7 +334,7 @@ def run_batch(conn: sqlite3.Connection, batch: list[_Job], rules: VoucherRules) 
             fn, args = job.payload
             conn.execute("SAVEPOINT job")
             try:
-                value = fn(conn, *args)
+                value = fn(conn, ctx, *args) if job.kind == "execute_posting" else fn(conn, *args)
                 conn.execute("RELEASE job")
                 outcomes.append(_sendable(job.job_id, True, value))
             except Exception as exc:

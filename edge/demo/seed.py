@@ -26,6 +26,7 @@ from edge.demo.demo_json import (
     refresh_demo_json,
     write_demo_json,
 )
+from edge.finance.setup import prepare_books
 from edge.ledger.commands import DocType, Line, PostDocument
 from edge.ledger.masterdata import (
     add_category,
@@ -33,7 +34,6 @@ from edge.ledger.masterdata import (
     add_location,
     add_store,
     add_supplier,
-    install_chart,
 )
 from edge.ledger.posting import PostingContext, post
 from edge.security.devices import create_device
@@ -105,7 +105,7 @@ def seed_demo(
     try:
         if not demo_needed(conn):
             raise DemoSeedError("数据库已有商品，不再生成演示数据 / the database already has items; not seeding")
-        install_chart(conn)
+        prepare_books(conn, getattr(settings, "chart", "small_enterprise"), ctx.now)
         _add_master_data(conn, catalog, settings)
         users = _add_users(conn, make_password, ctx)
         devices = _add_devices(conn, make_password, ctx)

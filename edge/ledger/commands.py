@@ -23,7 +23,14 @@ class DocType(StrEnum):
     TRANSFER_IN = "transfer_in"  # 调拨入库单
     STOCKTAKE = "stocktake"  # 盘点单
     WRITE_OFF = "write_off"  # 报损单
+    GIFT_OUT = "gift_out"  # 赠品/样品发放单 (视同销售)
+    SAMPLE_IN = "sample_in"  # 样品入库单 (samples received free)
     REVERSAL = "reversal"  # 冲销单
+    # Finance entries (财务单据): a voucher by rule, no stock effect; posted with PostEntry.
+    PURCHASE_INVOICE = "purchase_invoice"  # 进项发票入账 (three-way match)
+    CREDIT_NOTE = "credit_note"  # 红字发票 (supplier's credit)
+    SUPPLIER_PAYMENT = "supplier_payment"  # 供应商付款
+    LOSS_APPROVAL = "loss_approval"  # 损溢审批 (1901 -> 5711 / 5301)
 
 
 DOC_TYPE_NAMES: dict[DocType, tuple[str, str]] = {
@@ -36,11 +43,25 @@ DOC_TYPE_NAMES: dict[DocType, tuple[str, str]] = {
     DocType.TRANSFER_IN: ("调拨入库单", "transfer in"),
     DocType.STOCKTAKE: ("盘点单", "stocktake"),
     DocType.WRITE_OFF: ("报损单", "write-off"),
+    DocType.GIFT_OUT: ("赠品样品发放单", "gifts and free samples given out"),
+    DocType.SAMPLE_IN: ("样品入库单", "samples received"),
     DocType.REVERSAL: ("冲销单", "reversal"),
+    DocType.PURCHASE_INVOICE: ("进项发票", "purchase invoice"),
+    DocType.CREDIT_NOTE: ("红字发票", "credit note"),
+    DocType.SUPPLIER_PAYMENT: ("供应商付款", "supplier payment"),
+    DocType.LOSS_APPROVAL: ("损溢审批", "loss approval"),
 }
 
-# Document types a client may post directly (a reversal is posted through ReverseDocument).
-POSTABLE_TYPES: tuple[DocType, ...] = tuple(t for t in DocType if t is not DocType.REVERSAL)
+# Finance entries: posted with PostEntry by the finance layer, never through the stock document routes.
+ENTRY_TYPES: tuple[DocType, ...] = (
+    DocType.PURCHASE_INVOICE,
+    DocType.CREDIT_NOTE,
+    DocType.SUPPLIER_PAYMENT,
+    DocType.LOSS_APPROVAL,
+)
+
+# Stock document types a client may post directly (a reversal is posted through ReverseDocument).
+POSTABLE_TYPES: tuple[DocType, ...] = tuple(t for t in DocType if t is not DocType.REVERSAL and t not in ENTRY_TYPES)
 
 
 class ReturnReason(StrEnum):
@@ -60,7 +81,10 @@ class WriteOffReason(StrEnum):
     DAMAGED = "damaged"  # 损坏
     SPOILED = "spoiled"  # 变质
     THEFT = "theft"  # 被盗丢失
-    OTHER = "other"  # 其他
+    NATURAL_DISASTER = "natural_disaster"  # 自然灾害
+    REASONABLE_LOSS = "reasonable_loss"  # 合理损耗
+    COUNT_DIFFERENCE = "count_difference"  # 盘点差异
+    OTHER = "other"  # 其他 (needs reason_text)
 
 
 REASON_NAMES: dict[str, tuple[str, str]] = {
@@ -73,6 +97,9 @@ REASON_NAMES: dict[str, tuple[str, str]] = {
     WriteOffReason.DAMAGED: ("损坏", "damaged"),
     WriteOffReason.SPOILED: ("变质", "spoiled"),
     WriteOffReason.THEFT: ("被盗丢失", "theft or loss"),
+    WriteOffReason.NATURAL_DISASTER: ("自然灾害", "natural disaster"),
+    WriteOffReason.REASONABLE_LOSS: ("合理损耗", "reasonable loss"),
+    WriteOffReason.COUNT_DIFFERENCE: ("盘点差异", "counting difference"),
 }
 
 # Devices may send the Chinese label instead of the code.
@@ -134,7 +161,25 @@ class ReverseDocument:
     device: str | None = None
 
 
-Command = PostDocument | ReverseDocument
+@dataclass(frozen=True, slots=True)
+class PostEntry:
+    """Post a finance entry (one of ENTRY_TYPES): a document with no lines or moves whose voucher the rule
+    table makes from `amounts` (named, in fen) and `facts` (conditions choosing the rule variant)."""
+
+    key: str
+    type: DocType
+    amounts: tuple[tuple[str, int], ...]
+    counterparty: str | None = None  # supplier id: AP per supplier is by this
+    ref_id: int | None = None  # the document this entry settles (a receipt, a write-off, ...)
+    facts: tuple[tuple[str, str], ...] = ()
+    note: str | None = None
+    payment: str | None = None  # payment method of a supplier payment (bank by default)
+    tax_trusted: bool = False  # the voucher is marked tax-trusted (a full three-way match)
+    actor: str = "system"
+    device: str | None = None
+
+
+Command = PostDocument | ReverseDocument | PostEntry
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,10 @@ Each function writes inside the caller's transaction and validates what it write
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import date
-from importlib import resources
 
 from edge.ledger.errors import InvalidCommand, UnknownItem, UnknownUnit
 
@@ -191,15 +189,3 @@ def resolve_item(conn: sqlite3.Connection, code: str, unit: str | None = None) -
         shelf_life_days=row["shelf_life_days"],
         storage_class=row["storage_class"],
     )
-
-
-def install_chart(conn: sqlite3.Connection, chart: str = "small_enterprise") -> int:
-    """Install a chart of accounts from `edge/ledger/data/chart_<chart>.json`; return accounts added."""
-    text = resources.files("edge.ledger").joinpath("data", f"chart_{chart}.json").read_text(encoding="utf-8")
-    accounts = json.loads(text)["accounts"]
-    before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO accounts (code, name, name_en, kind) VALUES (?, ?, ?, ?)",
-        [(a["code"], a["name"], a["name_en"], a["kind"]) for a in accounts],
-    )
-    return conn.total_changes - before

@@ -17,11 +17,13 @@ from typing import Any
 
 from edge.ledger.audit import append_audit
 from edge.ledger.commands import (
+    ENTRY_TYPES,
     RETURN_REASON_ALIASES,
     Command,
     DocType,
     Line,
     PostDocument,
+    PostEntry,
     PostResult,
     ReturnReason,
     ReverseDocument,
@@ -30,6 +32,7 @@ from edge.ledger.commands import (
 )
 from edge.ledger.errors import (
     AlreadyReversed,
+    DomainError,
     IdempotencyKeyReused,
     InvalidCommand,
     LedgerError,
@@ -38,9 +41,9 @@ from edge.ledger.errors import (
     UnknownLocation,
 )
 from edge.ledger.masterdata import TRANSIT_LOCATION, ItemRef, ensure_lot, resolve_item
-from edge.ledger.money import issue_cost, tax_included
+from edge.ledger.money import div_round_half_up, issue_cost, tax_included
 from edge.ledger.stockbook import Move, StockBook
-from edge.ledger.vouchers import VoucherLine, VoucherRules, build_voucher
+from edge.ledger.vouchers import RuleBook, VoucherLine, VoucherRuleError, VoucherRules, build_voucher
 
 MAX_LINES = 1000
 MAX_QTY = 10_000_000
@@ -57,8 +60,19 @@ DOC_PREFIX: dict[DocType, str] = {
     DocType.TRANSFER_IN: "TI",
     DocType.STOCKTAKE: "ST",
     DocType.WRITE_OFF: "WO",
+    DocType.GIFT_OUT: "GO",
+    DocType.SAMPLE_IN: "SI",
     DocType.REVERSAL: "RV",
+    DocType.PURCHASE_INVOICE: "PI",
+    DocType.CREDIT_NOTE: "CN",
+    DocType.SUPPLIER_PAYMENT: "PY",
+    DocType.LOSS_APPROVAL: "LA",
 }
+MAX_AMOUNT_FEN = 10**13  # a hundred billion yuan: any larger figure is a typing error
+
+# A guard sees a stock document before it is written (with its gross total in fen) and may refuse it by
+# raising a DomainError; finance passes its compliance checks this way, so the ledger imports nothing of it.
+Guard = Callable[[sqlite3.Connection, PostDocument, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +81,17 @@ class PostingContext:
 
     now: datetime
     business_date: date
-    rules: VoucherRules
+    rules: RuleBook
     default_location: str = "floor"
     allow_negative: bool = False
+    guards: tuple[Guard, ...] = ()
+
+    def rules_in_effect(self, conn: sqlite3.Connection) -> VoucherRules:
+        """The voucher rule version in effect on the business date (refused clearly when there is none)."""
+        try:
+            return self.rules.for_date(conn, self.business_date)
+        except VoucherRuleError as exc:
+            raise LedgerError("没有生效的凭证规则", str(exc)) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +138,8 @@ def post(conn: sqlite3.Connection, command: Command, ctx: PostingContext) -> Pos
     try:
         if isinstance(command, PostDocument):
             document_id, doc_no, skus = _post_document(conn, command, ctx)
+        elif isinstance(command, PostEntry):
+            document_id, doc_no, skus = _post_entry(conn, command, ctx)
         else:
             document_id, doc_no, skus = _reverse_document(conn, command, ctx)
         result = PostResult(
@@ -140,7 +164,7 @@ def post(conn: sqlite3.Connection, command: Command, ctx: PostingContext) -> Pos
         _record(conn, command.key, fingerprint, result, ctx)
         conn.execute("RELEASE post")
         return result
-    except LedgerError as err:
+    except DomainError as err:
         conn.execute("ROLLBACK TO post")
         result = _failure(command.key, err)
         _record(conn, command.key, fingerprint, result, ctx)
@@ -159,7 +183,7 @@ def on_hand_by_location(conn: sqlite3.Connection, sku: str) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
-def _failure(key: str, err: LedgerError) -> PostResult:
+def _failure(key: str, err: DomainError) -> PostResult:
     return PostResult(
         key=key, ok=False, code=err.code, message=err.message, message_en=err.message_en, detail=err.detail
     )
@@ -200,7 +224,7 @@ def _check_text(name: str, value: str | None, limit: int = MAX_TEXT) -> None:
 def _check_command(cmd: PostDocument) -> None:
     if not cmd.key or len(cmd.key) > 300:
         raise _invalid("幂等键不能为空且不超过 300 字符", "idempotency key must be 1..300 characters", field="key")
-    if not isinstance(cmd.type, DocType) or cmd.type is DocType.REVERSAL:
+    if not isinstance(cmd.type, DocType) or cmd.type is DocType.REVERSAL or cmd.type in ENTRY_TYPES:
         raise _invalid(f"不能直接过账此单据类型: {cmd.type}", f"cannot post document type {cmd.type}", field="type")
     if not cmd.lines:
         raise _invalid("单据至少需要一行", "a document needs at least one line", field="lines")
@@ -271,7 +295,7 @@ def _counterparty(conn: sqlite3.Connection, cmd: PostDocument) -> None:
         if cmd.type is DocType.PURCHASE_ORDER:
             raise _invalid("采购订单须指定供应商", "a purchase order needs a supplier", field="counterparty")
         return
-    if cmd.type in (DocType.PURCHASE_ORDER, DocType.RECEIPT, DocType.SUPPLIER_RETURN):
+    if cmd.type in (DocType.PURCHASE_ORDER, DocType.RECEIPT, DocType.SUPPLIER_RETURN, DocType.SAMPLE_IN):
         table, what, what_en = "suppliers", "供应商", "supplier"
     elif cmd.type in (DocType.TRANSFER_OUT, DocType.TRANSFER_IN):
         table, what, what_en = "stores", "门店", "store"
@@ -339,15 +363,16 @@ _TAXED = {
     DocType.SALE,
     DocType.CUSTOMER_RETURN,
     DocType.SUPPLIER_RETURN,
+    DocType.GIFT_OUT,  # the deemed sale's output VAT
 }
 
 
 def _line_price(doc_type: DocType, line: Line, item: ItemRef) -> int | None:
     if line.price_fen is not None:
         return line.price_fen
-    if doc_type in (DocType.SALE, DocType.CUSTOMER_RETURN):
+    if doc_type in (DocType.SALE, DocType.CUSTOMER_RETURN, DocType.GIFT_OUT):
         return item.price_fen * item.factor
-    if doc_type in (DocType.PURCHASE_ORDER, DocType.RECEIPT, DocType.SUPPLIER_RETURN):
+    if doc_type in (DocType.PURCHASE_ORDER, DocType.RECEIPT, DocType.SUPPLIER_RETURN, DocType.SAMPLE_IN):
         return item.cost_fen * item.factor
     return None
 
@@ -359,9 +384,8 @@ def _post_document(conn: sqlite3.Connection, cmd: PostDocument, ctx: PostingCont
     _check_command(cmd)
     reason = _reason(cmd)
     _counterparty(conn, cmd)
-    if cmd.payment is not None and cmd.payment not in ctx.rules.payment_accounts:
-        allowed = sorted(ctx.rules.payment_accounts)
-        raise _invalid(f"付款方式无效: {cmd.payment}", f"invalid payment {cmd.payment!r}; allowed: {allowed}")
+    rules = ctx.rules_in_effect(conn)
+    _check_payment(rules, cmd.payment)
     # The header's reference and locations are stored with foreign keys: refuse them here, not by an IntegrityError.
     if (
         cmd.ref_id is not None
@@ -372,12 +396,15 @@ def _post_document(conn: sqlite3.Connection, cmd: PostDocument, ctx: PostingCont
         if code is not None:
             _location(conn, code)
     lines = _resolve_lines(conn, cmd, ctx)
+    for guard in ctx.guards:
+        guard(conn, cmd, sum(line.gross_fen for line in lines))
     book = StockBook(conn, business_date=ctx.business_date, allow_negative=ctx.allow_negative)
     handler = _HANDLERS[cmd.type]
     amounts = handler(conn, cmd, ctx, lines, book)
     amounts["net"] = sum(line.gross_fen - line.tax_fen for line in lines)
     amounts["tax"] = sum(line.tax_fen for line in lines)
-    voucher = build_voucher(ctx.rules, cmd.type.value, amounts, cmd.payment)
+    facts = {"reason": reason or "", "loss_kind": rules.loss_kind(reason), "payment": cmd.payment or ""}
+    voucher = build_voucher(rules, cmd.type.value, amounts, facts, payment=cmd.payment)
     document_id = _next_id(conn, "documents")
     doc_no = f"{DOC_PREFIX[cmd.type]}{ctx.business_date:%Y%m%d}-{document_id:06d}"
     header = {
@@ -402,8 +429,96 @@ def _post_document(conn: sqlite3.Connection, cmd: PostDocument, ctx: PostingCont
         "tax_fen": amounts["tax"],
         "cost_fen": amounts.get("cost", 0) + amounts.get("gain", 0) + amounts.get("loss", 0),
     }
-    _write(conn, ctx, header, lines, book.moves, voucher)
+    _write(conn, ctx, header, lines, book.moves, voucher, rules.version)
     return document_id, doc_no, sorted({m.sku for m in book.moves})
+
+
+def _check_payment(rules: VoucherRules, payment: str | None) -> None:
+    if payment is not None and payment not in rules.payment_accounts:
+        allowed = sorted(rules.payment_accounts)
+        raise _invalid(
+            f"付款方式无效: {payment}，允许: {', '.join(allowed)}",
+            f"invalid payment {payment!r}; allowed: {', '.join(allowed)}",
+            field="payment",
+            allowed=allowed,
+        )
+
+
+# --- finance entries --------------------------------------------------------------------------
+
+# The amounts each entry type takes; any other name is refused.
+ENTRY_AMOUNTS: dict[DocType, frozenset[str]] = {
+    DocType.PURCHASE_INVOICE: frozenset({"estimate", "net", "tax"}),
+    DocType.CREDIT_NOTE: frozenset({"estimate", "net", "tax"}),
+    DocType.SUPPLIER_PAYMENT: frozenset({"paid"}),
+    DocType.LOSS_APPROVAL: frozenset({"loss", "gain"}),
+}
+
+
+def _post_entry(conn: sqlite3.Connection, cmd: PostEntry, ctx: PostingContext) -> tuple[int, str, list[str]]:
+    if not cmd.key or len(cmd.key) > 300:
+        raise _invalid("幂等键不能为空且不超过 300 字符", "idempotency key must be 1..300 characters", field="key")
+    if cmd.type not in ENTRY_TYPES:
+        raise _invalid(f"不是财务单据类型: {cmd.type}", f"not a finance entry type: {cmd.type}", field="type")
+    for name in ("note", "counterparty", "payment", "actor", "device"):
+        _check_text(name, getattr(cmd, name))
+    allowed = ENTRY_AMOUNTS[cmd.type]
+    amounts: dict[str, int] = {}
+    for name, value in cmd.amounts:
+        if name not in allowed or name in amounts:
+            raise _invalid(
+                f"{cmd.type.value} 的金额项无效或重复: {name}，允许: {', '.join(sorted(allowed))}",
+                f"{cmd.type.value}: amount {name!r} is unknown or repeated; allowed: {', '.join(sorted(allowed))}",
+                field="amounts",
+            )
+        if not isinstance(value, int) or isinstance(value, bool) or not -MAX_AMOUNT_FEN <= value <= MAX_AMOUNT_FEN:
+            raise _invalid(f"金额无效: {name}={value!r} (单位: 分)", f"amount {name}={value!r} is not valid fen")
+        amounts[name] = value
+    if not any(amounts.values()):
+        raise _invalid("金额不能全为零", "an entry needs a non-zero amount", field="amounts")
+    if cmd.counterparty is not None and cmd.type is not DocType.LOSS_APPROVAL:
+        if conn.execute("SELECT 1 FROM suppliers WHERE id = ?", (cmd.counterparty,)).fetchone() is None:
+            raise _invalid(
+                f"未知供应商: {cmd.counterparty}", f"unknown supplier: {cmd.counterparty}", field="counterparty"
+            )
+    elif cmd.type is not DocType.LOSS_APPROVAL:
+        raise _invalid("须指定供应商", "an entry for a supplier needs the supplier id", field="counterparty")
+    if (
+        cmd.ref_id is not None
+        and conn.execute("SELECT 1 FROM documents WHERE id = ?", (cmd.ref_id,)).fetchone() is None
+    ):
+        raise UnknownDocument(cmd.ref_id)
+    rules = ctx.rules_in_effect(conn)
+    _check_payment(rules, cmd.payment)
+    facts = {**dict(cmd.facts), "payment": cmd.payment or ""}
+    voucher = build_voucher(rules, cmd.type.value, amounts, facts, payment=cmd.payment, default_payment="bank")
+    document_id = _next_id(conn, "documents")
+    doc_no = f"{DOC_PREFIX[cmd.type]}{ctx.business_date:%Y%m%d}-{document_id:06d}"
+    gross = amounts.get("net", 0) + amounts.get("tax", 0) or amounts.get("paid", 0)
+    header = {
+        "id": document_id,
+        "doc_no": doc_no,
+        "type": cmd.type.value,
+        "command_key": cmd.key,
+        "posted_at": ctx.now.isoformat(),
+        "business_date": ctx.business_date.isoformat(),
+        "actor": cmd.actor,
+        "device": cmd.device,
+        "location": None,
+        "to_location": None,
+        "counterparty": cmd.counterparty,
+        "ref_id": cmd.ref_id,
+        "reverses_id": None,
+        "reason": None,
+        "reason_text": None,
+        "note": cmd.note,
+        "payment": cmd.payment,
+        "gross_fen": gross,
+        "tax_fen": amounts.get("tax", 0),
+        "cost_fen": 0,
+    }
+    _write(conn, ctx, header, [], [], voucher, rules.version, tax_trusted=cmd.tax_trusted)
+    return document_id, doc_no, []
 
 
 Handler = Callable[[sqlite3.Connection, PostDocument, PostingContext, list[ResolvedLine], StockBook], dict[str, int]]
@@ -455,6 +570,21 @@ def _receipt_lot(conn: sqlite3.Connection, line: ResolvedLine, ctx: PostingConte
     return lot
 
 
+def _sample_in(
+    conn: sqlite3.Connection,
+    cmd: PostDocument,
+    ctx: PostingContext,
+    lines: list[ResolvedLine],
+    book: StockBook,
+) -> dict[str, int]:
+    """Samples received free: into stock at their stated value (no invoice, so no input VAT)."""
+    for line in lines:
+        location = _location(conn, line.location)
+        lot = _receipt_lot(conn, line, ctx)
+        book.receive(line.line_no, line.item.sku, location, lot, line.qty_base, line.gross_fen)
+    return {"cost": sum(line.gross_fen for line in lines)}
+
+
 def _issue_line(
     book: StockBook, line: ResolvedLine, location: str, *, sellable_only: bool
 ) -> list[tuple[str, int, int]]:
@@ -477,11 +607,14 @@ def _outbound(sellable_only: bool) -> Handler:
         lines: list[ResolvedLine],
         book: StockBook,
     ) -> dict[str, int]:
-        cost = 0
+        cost = input_tax_out = 0
         for line in lines:
             location = _location(conn, line.location)
-            cost += sum(value for _, _, value in _issue_line(book, line, location, sellable_only=sellable_only))
-        return {"cost": cost}
+            value = sum(value for _, _, value in _issue_line(book, line, location, sellable_only=sellable_only))
+            cost += value
+            # 进项税额转出 on goods lost: the line's cost at the item's VAT rate, rounded half-up once per line.
+            input_tax_out += div_round_half_up(value * line.item.vat_rate_bp, 10_000)
+        return {"cost": cost, "input_tax_out": input_tax_out}
 
     return handler
 
@@ -631,6 +764,8 @@ _HANDLERS: dict[DocType, Handler] = {
     DocType.TRANSFER_IN: _transfer_in,
     DocType.STOCKTAKE: _stocktake,
     DocType.WRITE_OFF: _outbound(sellable_only=False),  # expired goods are written off first
+    DocType.GIFT_OUT: _outbound(sellable_only=True),  # expired goods are not given away
+    DocType.SAMPLE_IN: _sample_in,
 }
 
 
@@ -646,6 +781,12 @@ def _reverse_document(
     original = conn.execute("SELECT * FROM documents WHERE id = ?", (cmd.document_id,)).fetchone()
     if original is None:
         raise UnknownDocument(cmd.document_id)
+    if original["type"] in (DocType.PURCHASE_INVOICE, DocType.CREDIT_NOTE):
+        raise NotReversible(
+            f"发票入账 {original['doc_no']} 不能冲销，请录入红字发票",
+            f"invoice entry {original['doc_no']} cannot be reversed; enter a credit note (红字发票) instead",
+            document=cmd.document_id,
+        )
     if original["type"] == DocType.REVERSAL:
         raise NotReversible(
             f"冲销单 {original['doc_no']} 不能再冲销，请重新开单",
@@ -668,7 +809,7 @@ def _reverse_document(
             referenced_by=dependants[0],
         )
     book = StockBook(conn, business_date=ctx.business_date, allow_negative=ctx.allow_negative)
-    rules = ctx.rules
+    rules = ctx.rules_in_effect(conn)
     variance: dict[str, int] = {}
     # What went out comes back first, so that what came in is there to be taken back even when one document
     # both added to and took from the same balance (a stocktake counting a lot and the item's lots as a whole).
@@ -749,7 +890,7 @@ def _reverse_document(
             "SELECT * FROM document_lines WHERE document_id = ? ORDER BY line_no", (cmd.document_id,)
         )
     ]
-    _write(conn, ctx, header, lines, book.moves, voucher)
+    _write(conn, ctx, header, lines, book.moves, voucher, rules.version)
     return document_id, doc_no, sorted({m.sku for m in book.moves})
 
 
@@ -767,6 +908,9 @@ def _write(
     lines: list[ResolvedLine],
     moves: list[Move],
     voucher: list[VoucherLine],
+    rule_version: str,
+    *,
+    tax_trusted: bool = False,
 ) -> None:
     """Write the document, its lines, moves, balances, voucher, outbox row and audit row."""
     conn.execute(
@@ -819,8 +963,9 @@ def _write(
         voucher_no = f"记{ctx.business_date:%Y%m}-{voucher_id:06d}"
         memo = f"{header['doc_no']} {header['type']}"
         conn.execute(
-            "INSERT INTO vouchers (id, voucher_no, document_id, date, memo, rule_version) VALUES (?, ?, ?, ?, ?, ?)",
-            (voucher_id, voucher_no, document_id, header["business_date"], memo, ctx.rules.version),
+            "INSERT INTO vouchers (id, voucher_no, document_id, date, memo, rule_version, tax_trusted)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (voucher_id, voucher_no, document_id, header["business_date"], memo, rule_version, int(tax_trusted)),
         )
         conn.executemany(
             "INSERT INTO voucher_lines (voucher_id, line_no, account, debit_fen, credit_fen, memo)"
@@ -829,6 +974,8 @@ def _write(
         )
         voucher_payload = {
             "voucher_no": voucher_no,
+            "rule_version": rule_version,
+            "tax_trusted": tax_trusted,
             "lines": [[v.account, v.debit_fen, v.credit_fen] for v in voucher],
         }
     payload = {

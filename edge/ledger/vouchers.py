@@ -1,30 +1,44 @@
-"""Voucher rules (凭证规则): a table in data maps each document type to voucher lines.
+"""Voucher rules (凭证规则): a versioned, effective-dated table in data maps each document type to voucher lines.
 
-The rule table is validated at load: every account exists in the chart, every amount is known, and
-each document type's debits equal its credits for any document (checked symbolically), so a rule
-table that could produce an unbalanced voucher is refused before it is used.
+A rule table says, per document type, one or more variants: the first whose `when` conditions match the
+document's facts (its reason, loss kind, payment, ...) gives the voucher lines. Each line names an account,
+a side, an amount and whether it is written red-letter (红字: a negative figure on its own side). Amounts
+are the ledger's base amounts (net, tax, cost, ...) or combinations of them the table defines in data.
+
+The table is validated at load: every account exists in the chart and is a leaf, every amount is known,
+the last variant of each type applies to any document, and each variant's debits equal its credits for
+any document (checked symbolically over the base amounts). A table that could produce an unbalanced
+voucher is refused before it is used.
+
+Versions (`RuleBook`): each table has a version and the date it takes effect from; a posting uses the
+version in effect on its business date and records it on the voucher. Installing a version never
+touches vouchers already posted.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from importlib import resources
 from typing import Any
 
-# Each amount as a combination of the independent quantities (net, tax, cost, gain, loss).
-_BASIS = ("net", "tax", "cost", "gain", "loss")
-AMOUNT_VECTORS: dict[str, tuple[int, ...]] = {
-    "gross": (1, 1, 0, 0, 0),
-    "net": (1, 0, 0, 0, 0),
-    "tax": (0, 1, 0, 0, 0),
-    "cost": (0, 0, 1, 0, 0),
-    "gain": (0, 0, 0, 1, 0),
-    "loss": (0, 0, 0, 0, 1),
-    "variance": (1, 0, -1, 0, 0),
+from edge.ledger.commands import DocType, WriteOffReason
+
+# The amounts the ledger computes (stock documents) or an entry brings (finance entries), in fen.
+BASE_AMOUNTS: dict[str, str] = {
+    "net": "line totals excluding VAT / 不含税金额",
+    "tax": "VAT on the lines, rounded half-up once per line / 税额",
+    "cost": "value of the stock moved, at moving-average cost / 成本",
+    "gain": "value of stocktake gains / 盘盈金额",
+    "loss": "value of stocktake losses, or the pending loss an approval clears / 盘亏或待处理损失",
+    "input_tax_out": "input VAT transferred out on goods lost: cost x the item's VAT rate per line / 进项税额转出",
+    "estimate": "the receipts' estimated (暂估) value an invoice clears / 冲回的暂估金额",
+    "paid": "amount paid / 付款金额",
 }
 PAYMENT_ACCOUNT = "$payment"
+SIDES = ("debit", "credit")
 
 
 class VoucherRuleError(ValueError):
@@ -37,21 +51,38 @@ class RuleLine:
     side: str  # "debit" or "credit"
     amount: str
     memo: str
+    red: bool = False  # red-letter: the amount is written negative on its own side
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    when: tuple[tuple[str, tuple[str, ...]], ...]  # fact -> allowed values; empty = any document
+    lines: tuple[RuleLine, ...]
+
+    def matches(self, facts: Mapping[str, str]) -> bool:
+        return all(facts.get(name, "") in allowed for name, allowed in self.when)
 
 
 @dataclass(frozen=True, slots=True)
 class VoucherRules:
     version: str
     effective_from: date
+    chart: str
     payment_accounts: dict[str, str]
-    documents: dict[str, tuple[RuleLine, ...]]
+    derived: dict[str, dict[str, int]]  # amount name -> coefficients over base amounts
+    loss_kinds: dict[str, str]  # write-off reason -> loss kind (abnormal, reasonable, disaster, counting)
+    documents: dict[str, tuple[Variant, ...]]
     variance_account: str  # where a reversal's cost difference goes (5401)
     inventory_account: str  # stock outside transit (1405)
     transit_account: str  # stock in transit (1402)
     variance_memo: str
+    body: str  # the table as installed (JSON), for the record
 
-    def payment_account(self, payment: str | None) -> str:
-        return self.payment_accounts.get(payment or "cash", self.payment_accounts["cash"])
+    def payment_account(self, payment: str | None, default: str = "cash") -> str:
+        return self.payment_accounts.get(payment or default, self.payment_accounts[default])
+
+    def loss_kind(self, reason: str | None) -> str:
+        return self.loss_kinds.get(reason or "", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,92 +93,230 @@ class VoucherLine:
     memo: str
 
 
-def load_rules(data: dict[str, Any] | None = None, accounts: set[str] | None = None) -> VoucherRules:
-    """Load and validate the rule table (the shipped one when `data` is None)."""
-    if data is None:
-        text = resources.files("edge.ledger").joinpath("data", "voucher_rules.json").read_text("utf-8")
-        data = json.loads(text)
-    if accounts is None:
-        chart = json.loads(
-            resources.files("edge.ledger")
-            .joinpath("data", f"chart_{data.get('chart', 'small_enterprise')}.json")
-            .read_text("utf-8")
-        )
-        accounts = {a["code"] for a in chart["accounts"]}
+def load_rules(data: Mapping[str, Any], accounts: Mapping[str, bool]) -> VoucherRules:
+    """Parse and validate a rule table against a chart (`accounts`: code -> is a leaf)."""
     try:
-        payments = dict(data["payment_accounts"])
-        if "cash" not in payments:
-            raise VoucherRuleError("payment_accounts must name the account for cash")
-        documents: dict[str, tuple[RuleLine, ...]] = {}
-        for doc_type, lines in data["documents"].items():
-            parsed = tuple(
-                RuleLine(line["account"], line["side"], line["amount"], line.get("memo", "")) for line in lines
-            )
-            _check_balanced(doc_type, parsed, accounts | {PAYMENT_ACCOUNT})
-            documents[doc_type] = parsed
-        reversal = data["reversal"]
-        rules = VoucherRules(
-            version=str(data["version"]),
-            effective_from=date.fromisoformat(data["effective_from"]),
-            payment_accounts=payments,
-            documents=documents,
-            variance_account=reversal["variance_account"],
-            inventory_account=reversal["inventory_account"],
-            transit_account=reversal["transit_account"],
-            variance_memo=reversal.get("memo", ""),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, VoucherRuleError):
-            raise
-        raise VoucherRuleError(f"malformed voucher rule table: {exc!r}") from exc
-    for account in [
-        *payments.values(),
-        rules.variance_account,
-        rules.inventory_account,
-        rules.transit_account,
-    ]:
-        if account not in accounts:
-            raise VoucherRuleError(f"account {account} is not in the chart of accounts")
+        return _parse(data, accounts)
+    except VoucherRuleError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise VoucherRuleError(f"malformed voucher rule table / 凭证规则表格式错误: {exc!r}") from exc
+
+
+def _parse(data: Mapping[str, Any], accounts: Mapping[str, bool]) -> VoucherRules:
+    if not isinstance(data, Mapping):
+        raise VoucherRuleError("a voucher rule table is a JSON object / 凭证规则表须为 JSON 对象")
+    version = str(data["version"])
+    if not 1 <= len(version) <= 40:
+        raise VoucherRuleError("version must be 1..40 characters / 版本号须为 1 到 40 个字符")
+    payments = {str(k): str(v) for k, v in dict(data["payment_accounts"]).items()}
+    if "cash" not in payments or "bank" not in payments:
+        raise VoucherRuleError("payment_accounts must name the accounts for cash and bank / 须指定现金和银行科目")
+    derived = _parse_derived(data.get("amounts", {}))
+    loss_kinds = {str(k): str(v) for k, v in dict(data.get("write_off_loss_kinds", {})).items()}
+    missing_kinds = [r.value for r in WriteOffReason if r.value not in loss_kinds]
+    if missing_kinds:
+        raise VoucherRuleError(f"write_off_loss_kinds must map every write-off reason; missing: {missing_kinds}")
+    documents: dict[str, tuple[Variant, ...]] = {}
+    for doc_type, spec in dict(data["documents"]).items():
+        if doc_type not in {t.value for t in DocType} or doc_type == DocType.REVERSAL:
+            raise VoucherRuleError(f"unknown document type in rule table / 未知单据类型: {doc_type}")
+        variants = _parse_variants(doc_type, spec)
+        for variant in variants:
+            _check_lines(doc_type, variant.lines, accounts, derived)
+        documents[doc_type] = variants
+    missing = [t.value for t in DocType if t is not DocType.REVERSAL and t.value not in documents]
+    if missing:
+        raise VoucherRuleError(f"the rule table has no rule for / 缺少单据类型规则: {missing}")
+    reversal = data["reversal"]
+    rules = VoucherRules(
+        version=version,
+        effective_from=date.fromisoformat(str(data["effective_from"])),
+        chart=str(data.get("chart", "")),
+        payment_accounts=payments,
+        derived=derived,
+        loss_kinds=loss_kinds,
+        documents=documents,
+        variance_account=str(reversal["variance_account"]),
+        inventory_account=str(reversal["inventory_account"]),
+        transit_account=str(reversal["transit_account"]),
+        variance_memo=str(reversal.get("memo", "")),
+        body=json.dumps(data, ensure_ascii=False, sort_keys=True),
+    )
+    for account in [*payments.values(), rules.variance_account, rules.inventory_account, rules.transit_account]:
+        _check_account("rule table", account, accounts)
     return rules
 
 
-def _check_balanced(doc_type: str, lines: tuple[RuleLine, ...], accounts: set[str]) -> None:
-    debit = [0] * len(_BASIS)
-    credit = [0] * len(_BASIS)
+def _parse_derived(spec: Any) -> dict[str, dict[str, int]]:
+    derived: dict[str, dict[str, int]] = {}
+    for name, combination in dict(spec).items():
+        if name in BASE_AMOUNTS:
+            raise VoucherRuleError(f"amount {name!r} is a base amount and cannot be redefined / 基础金额不能重新定义")
+        if not isinstance(combination, Mapping) or not combination:
+            raise VoucherRuleError(f"amount {name!r} must be an object of base amount -> integer coefficient")
+        coefficients: dict[str, int] = {}
+        for base, coefficient in combination.items():
+            if base not in BASE_AMOUNTS:
+                raise VoucherRuleError(
+                    f"amount {name!r} uses {base!r}, which is not a base amount: {sorted(BASE_AMOUNTS)}"
+                )
+            if not isinstance(coefficient, int) or isinstance(coefficient, bool) or not -10 <= coefficient <= 10:
+                raise VoucherRuleError(f"amount {name!r}: coefficient of {base!r} must be an integer -10..10")
+            coefficients[base] = coefficient
+        derived[str(name)] = coefficients
+    return derived
+
+
+def _parse_variants(doc_type: str, spec: Any) -> tuple[Variant, ...]:
+    if isinstance(spec, list) and all(isinstance(x, Mapping) and "account" in x for x in spec):
+        spec = [{"when": {}, "lines": spec}]  # a bare list of lines: one variant for every document
+    if not isinstance(spec, list) or not spec:
+        raise VoucherRuleError(f"{doc_type}: rules must be a non-empty list of variants / 须为规则变体列表")
+    variants: list[Variant] = []
+    for raw in spec:
+        when_raw = dict(raw.get("when", {}))
+        when = tuple(
+            (str(fact), tuple(str(v) for v in (values if isinstance(values, list) else [values])))
+            for fact, values in sorted(when_raw.items())
+        )
+        lines = tuple(
+            RuleLine(
+                str(line["account"]),
+                str(line["side"]),
+                str(line["amount"]),
+                str(line.get("memo", "")),
+                bool(line.get("red", False)),
+            )
+            for line in raw["lines"]
+        )
+        variants.append(Variant(when, lines))
+    if variants[-1].when:
+        raise VoucherRuleError(
+            f"{doc_type}: the last variant must apply to any document (no `when`) / 最后一条须无条件"
+        )
+    return tuple(variants)
+
+
+def _check_account(where: str, account: str, accounts: Mapping[str, bool]) -> None:
+    if account not in accounts:
+        raise VoucherRuleError(f"{where}: account {account} is not in the chart of accounts / 科目不在科目表中")
+    if not accounts[account]:
+        raise VoucherRuleError(
+            f"{where}: account {account} has sub-accounts; only leaf accounts take postings / 非末级科目"
+        )
+
+
+def _check_lines(
+    doc_type: str, lines: tuple[RuleLine, ...], accounts: Mapping[str, bool], derived: dict[str, dict[str, int]]
+) -> None:
+    debit: dict[str, int] = {}
+    credit: dict[str, int] = {}
     for line in lines:
-        if line.account not in accounts:
-            raise VoucherRuleError(f"{doc_type}: account {line.account} is not in the chart of accounts")
-        if line.amount not in AMOUNT_VECTORS:
-            raise VoucherRuleError(f"{doc_type}: unknown amount {line.amount!r}; known: {sorted(AMOUNT_VECTORS)}")
-        if line.side not in ("debit", "credit"):
+        if line.account != PAYMENT_ACCOUNT:
+            _check_account(doc_type, line.account, accounts)
+        if line.side not in SIDES:
             raise VoucherRuleError(f"{doc_type}: side must be debit or credit, not {line.side!r}")
+        vector = _vector(line.amount, derived)
+        if vector is None:
+            known = sorted([*BASE_AMOUNTS, *derived])
+            raise VoucherRuleError(f"{doc_type}: unknown amount {line.amount!r}; known: {known} / 未知金额")
         target = debit if line.side == "debit" else credit
-        for i, coefficient in enumerate(AMOUNT_VECTORS[line.amount]):
-            target[i] += coefficient
-    if debit != credit:
-        raise VoucherRuleError(f"{doc_type}: debits and credits do not balance for every document")
+        sign = -1 if line.red else 1
+        for base, coefficient in vector.items():
+            target[base] = target.get(base, 0) + sign * coefficient
+    if {k: v for k, v in debit.items() if v} != {k: v for k, v in credit.items() if v}:
+        raise VoucherRuleError(f"{doc_type}: debits and credits do not balance for every document / 借贷不平衡")
+
+
+def _vector(name: str, derived: dict[str, dict[str, int]]) -> dict[str, int] | None:
+    if name in BASE_AMOUNTS:
+        return {name: 1}
+    return derived.get(name)
 
 
 def build_voucher(
-    rules: VoucherRules, doc_type: str, amounts: dict[str, int], payment: str | None
+    rules: VoucherRules,
+    doc_type: str,
+    amounts: Mapping[str, int],
+    facts: Mapping[str, str] | None = None,
+    *,
+    payment: str | None = None,
+    default_payment: str = "cash",
 ) -> list[VoucherLine]:
-    """Voucher lines for a document from its amounts; zero lines are left out.
+    """Voucher lines for a document from its amounts and facts; zero lines are left out.
 
-    A negative amount goes to the other side, so a voucher never shows a negative figure except in a
-    red-letter reversal.
+    A negative amount on an ordinary line goes to the other side, so a voucher never shows a negative
+    figure except on red-letter lines and in reversals.
     """
+    facts = facts or {}
+    variant = next(v for v in rules.documents[doc_type] if v.matches(facts))
     lines: list[VoucherLine] = []
-    for rule in rules.documents[doc_type]:
-        value = _amount(rule.amount, amounts)
+    for rule in variant.lines:
+        value = amount_of(rules, rule.amount, amounts)
         if value == 0:
             continue
-        account = rules.payment_account(payment) if rule.account == PAYMENT_ACCOUNT else rule.account
-        debit_side = (rule.side == "debit") == (value > 0)
-        magnitude = abs(value)
-        lines.append(VoucherLine(account, magnitude if debit_side else 0, 0 if debit_side else magnitude, rule.memo))
+        account = rules.payment_account(payment, default_payment) if rule.account == PAYMENT_ACCOUNT else rule.account
+        if rule.red:
+            figure = -value
+            debit_side = rule.side == "debit"
+        else:
+            figure = abs(value)
+            debit_side = (rule.side == "debit") == (value > 0)
+        lines.append(VoucherLine(account, figure if debit_side else 0, 0 if debit_side else figure, rule.memo))
     return lines
 
 
-def _amount(name: str, amounts: dict[str, int]) -> int:
-    vector = AMOUNT_VECTORS[name]
-    return sum(c * amounts.get(basis, 0) for c, basis in zip(vector, _BASIS, strict=True))
+def amount_of(rules: VoucherRules, name: str, amounts: Mapping[str, int]) -> int:
+    vector = _vector(name, rules.derived)
+    assert vector is not None  # validated at load
+    return sum(coefficient * amounts.get(base, 0) for base, coefficient in vector.items())
+
+
+class RuleBook:
+    """The voucher rule versions of a company, by the date each takes effect.
+
+    Built from given versions, or read from the `voucher_rule_versions` table (and re-read whenever a
+    version has been installed there since, so a running writer picks up a new version at once).
+    """
+
+    def __init__(self, versions: Iterable[VoucherRules] = (), *, from_db: bool = False) -> None:
+        self._versions = sorted(versions, key=lambda r: r.effective_from)
+        self._from_db = from_db
+        self._seen: tuple[int, int] | None = None
+
+    @property
+    def versions(self) -> list[VoucherRules]:
+        return list(self._versions)
+
+    def for_date(self, conn: sqlite3.Connection | None, day: date) -> VoucherRules:
+        """The version in effect on `day`: the latest whose effective_from is on or before it."""
+        if self._from_db and conn is not None:
+            self._refresh(conn)
+        chosen: VoucherRules | None = None
+        for rules in self._versions:
+            if rules.effective_from <= day:
+                chosen = rules
+        if chosen is None:
+            raise VoucherRuleError(f"no voucher rule version is in effect on {day} / {day} 没有生效的凭证规则")
+        return chosen
+
+    def _refresh(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT COUNT(*), COALESCE(MAX(rowid), 0) FROM voucher_rule_versions").fetchone()
+        seen = (int(row[0]), int(row[1]))
+        if seen == self._seen:
+            return
+        accounts = chart_leaves(conn)
+        self._versions = sorted(
+            (
+                load_rules(json.loads(body), accounts)
+                for (body,) in conn.execute("SELECT body FROM voucher_rule_versions ORDER BY effective_from")
+            ),
+            key=lambda r: r.effective_from,
+        )
+        self._seen = seen
+
+
+def chart_leaves(conn: sqlite3.Connection) -> dict[str, bool]:
+    """The installed chart: account code -> whether it is a leaf (only leaves take postings)."""
+    return {str(code): bool(leaf) for code, leaf in conn.execute("SELECT code, leaf FROM accounts")}

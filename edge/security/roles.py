@@ -42,14 +42,48 @@ OPERATIONS_READ = MASTER_DATA_READ | {"profile:read", "stock:read", "documents:r
 BOOKS_READ = frozenset({"stock:valuation", "vouchers:read", "ledger:verify"})
 ALL_WRITES = frozenset(write_permission(t) for t in POSTABLE_TYPES)
 
+# Finance (业财一体化, docs/finance.md).
+FINANCE_READ = frozenset({"books:read", "invoices:read", "compliance:read", "prices:read"})
+PURCHASING = frozenset(
+    {
+        "invoices:write",  # enter and import purchase invoices
+        "invoices:resolve",  # resolve a three-way-match exception (accept with approval, credit note, reject)
+        "suppliers:write",  # create or change a supplier, ask for a bank account change
+        "suppliers:papers",  # upload qualification papers and confirm their OCR result
+        "prices:write",  # record a negotiated price agreement
+        "purchase_orders:approve",
+    }
+)
+APPROVALS = frozenset(
+    {
+        "invoices:approve",  # approve an accepted match difference
+        "compliance:review",  # lift a payment freeze, approve a bank account change (never one's own request)
+        "losses:approve",  # approve write-off and stocktake losses out of 1901 (to 5711 / 5301)
+    }
+)
+ACCOUNTING = frozenset({"payments:write", "books:export", "books:rules"})
+
 PERMISSIONS: frozenset[str] = (
-    OPERATIONS_READ | BOOKS_READ | ALL_WRITES | {"documents:reverse", "users:manage", "devices:manage"}
+    OPERATIONS_READ
+    | BOOKS_READ
+    | ALL_WRITES
+    | FINANCE_READ
+    | PURCHASING
+    | APPROVALS
+    | ACCOUNTING
+    | {"documents:reverse", "users:manage", "devices:manage"}
 )
 
 ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
     {
         Role.ADMIN: PERMISSIONS,
-        Role.MANAGER: OPERATIONS_READ | BOOKS_READ | ALL_WRITES | {"documents:reverse"},
+        Role.MANAGER: OPERATIONS_READ
+        | BOOKS_READ
+        | ALL_WRITES
+        | FINANCE_READ
+        | PURCHASING
+        | APPROVALS
+        | {"documents:reverse", "books:export"},
         # Sells, takes returns, receives, moves and counts; does not see the books.
         Role.CLERK: OPERATIONS_READ
         | {
@@ -64,9 +98,15 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
             )
         },
         Role.PURCHASER: OPERATIONS_READ
+        | {"invoices:read", "compliance:read", "prices:read"}
+        | PURCHASING
         | {write_permission(t) for t in (DocType.PURCHASE_ORDER, DocType.RECEIPT, DocType.SUPPLIER_RETURN)},
-        Role.ACCOUNTANT: OPERATIONS_READ | BOOKS_READ,
-        Role.AUDITOR: OPERATIONS_READ | BOOKS_READ,
+        Role.ACCOUNTANT: OPERATIONS_READ
+        | BOOKS_READ
+        | FINANCE_READ
+        | ACCOUNTING
+        | {"invoices:write", "invoices:approve", "losses:approve"},
+        Role.AUDITOR: OPERATIONS_READ | BOOKS_READ | FINANCE_READ,
     }
 )
 

@@ -8,12 +8,17 @@ from edge.web.errors import error_responses, install_error_handlers
 from edge.web.middleware import MAX_BODY_BYTES, BodySizeLimit, HttpMetrics
 from edge.web.routes import (
     auth,
+    books,
+    compliance,
     documents,
+    finance,
     health,
+    invoices,
     items,
     ledger,
     locations,
     metrics,
+    prices,
     stock,
     stores,
     suppliers,
@@ -33,7 +38,24 @@ needs in `x-permission`; see docs/api.md for the roles that hold each one.
 
 ROUTERS: tuple[APIRouter, ...] = tuple(
     module.router
-    for module in (health, metrics, auth, items, locations, suppliers, stores, documents, stock, vouchers, ledger)
+    for module in (
+        health,
+        metrics,
+        auth,
+        items,
+        locations,
+        suppliers,
+        stores,
+        documents,
+        stock,
+        vouchers,
+        ledger,
+        finance,
+        invoices,
+        prices,
+        compliance,
+        books,
+    )
 )
 
 

@@ -367,6 +367,18 @@ class WriteOffIn(DocumentIn):
     reason_text: Text | None = Field(None, description="required when reason is other")
 
 
+class GiftOutIn(DocumentIn):
+    """赠品/样品发放单: goods given away (视同销售: output VAT on the deemed sale at the selling price)."""
+
+    reason_text: Text | None = Field(None, description="what the gift or sample was for (promotion, tasting, ...)")
+
+
+class SampleInIn(DocumentIn):
+    """样品入库单: samples received free of charge, valued at `price_fen` (else the item's cost)."""
+
+    counterparty: MasterCode | None = Field(None, description="supplier id")
+
+
 class ReverseIn(_In):
     reason_text: Text | None = None
 
@@ -381,4 +393,6 @@ DOCUMENT_BODIES: dict[DocType, type[DocumentIn]] = {
     DocType.TRANSFER_IN: TransferInIn,
     DocType.STOCKTAKE: StocktakeIn,
     DocType.WRITE_OFF: WriteOffIn,
+    DocType.GIFT_OUT: GiftOutIn,
+    DocType.SAMPLE_IN: SampleInIn,
 }

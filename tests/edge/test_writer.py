@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 
 from edge.db import connect, migrate
+from edge.finance.rulebook import rule_book
+from edge.finance.setup import prepare_books
 from edge.ledger import masterdata
 from edge.ledger.commands import DocType, Line, PostDocument
 from edge.ledger.posting import PostingContext
-from edge.ledger.vouchers import load_rules
 from edge.security.errors import SecurityError
 from edge.security.users import create_user
 from edge.writer import LedgerWriter, WriterClosed, WriterJobFailed
 
-RULES = load_rules()
+RULES = rule_book()
 pytestmark = pytest.mark.anyio
 
 
@@ -40,7 +41,7 @@ def db_path(tmp_path: Path) -> Path:
     conn = connect(path)
     migrate(conn)
     conn.execute("BEGIN")
-    masterdata.install_chart(conn)
+    prepare_books(conn)
     masterdata.add_location(conn, "floor", "卖场", "sales floor", "floor", "ambient")
     masterdata.add_item(conn, "A1", "可乐", base_unit="听", price_fen=300, cost_fen=200)
     conn.execute("COMMIT")

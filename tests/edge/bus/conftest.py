@@ -26,10 +26,11 @@ from edge.bus.ingest import IngestConsumer, make_stock_publisher
 from edge.bus.topics import ack_topic, device_prefix
 from edge.config import Settings
 from edge.db import connect, migrate
+from edge.finance.rulebook import rule_book
+from edge.finance.setup import prepare_books
 from edge.ledger.commands import DocType, Line, PostDocument
-from edge.ledger.masterdata import add_item, add_location, add_store, add_supplier, install_chart
+from edge.ledger.masterdata import add_item, add_location, add_store, add_supplier
 from edge.ledger.posting import PostingContext
-from edge.ledger.vouchers import load_rules
 from edge.security.devices import create_device
 from edge.writer import LedgerWriter
 
@@ -70,7 +71,7 @@ def seed(db_path: Path) -> None:
     try:
         migrate(conn)
         conn.execute("BEGIN IMMEDIATE")
-        install_chart(conn)
+        prepare_books(conn)
         add_store(conn, STORE, "测试门店", is_local=True)
         add_location(conn, "floor", "卖场", "sales floor", "floor", "ambient")
         add_location(conn, "backroom", "后仓", "back room", "backroom", "ambient")
@@ -121,7 +122,7 @@ class Box:
 
 def _posting_context() -> PostingContext:
     now = datetime.now(UTC)
-    return PostingContext(now=now, business_date=now.date(), rules=load_rules())
+    return PostingContext(now=now, business_date=now.date(), rules=rule_book())
 
 
 @pytest.fixture

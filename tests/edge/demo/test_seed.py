@@ -18,10 +18,10 @@ from edge.db import connect, migrate
 from edge.demo.catalog import DEFAULT_SEED, build_catalog, check_catalog, opening_stock
 from edge.demo.demo_json import TOP_LEVEL_KEYS, read_demo_json, refresh_demo_json
 from edge.demo.seed import DemoSeedError, demo_needed, seed_demo
+from edge.finance.rulebook import rule_book
 from edge.ledger.masterdata import is_valid_ean13, resolve_item
 from edge.ledger.posting import PostingContext
 from edge.ledger.verify import verify_ledger
-from edge.ledger.vouchers import load_rules
 from edge.security.devices import verify_device
 from edge.security.errors import WeakPassword
 from edge.security.roles import Role
@@ -33,7 +33,7 @@ TABLES = ("items", "barcodes", "lots", "documents", "stock_moves", "vouchers", "
 
 
 def _context() -> PostingContext:
-    return PostingContext(now=NOW, business_date=TODAY, rules=load_rules())
+    return PostingContext(now=NOW, business_date=TODAY, rules=rule_book())
 
 
 def _box(data_dir: Path, **overrides: object) -> tuple[Settings, sqlite3.Connection]:

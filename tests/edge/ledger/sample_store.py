@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from edge.db import connect, migrate
+from edge.finance.rulebook import rule_book
+from edge.finance.setup import prepare_books
 from edge.ledger import masterdata as md
 from edge.ledger.commands import Command
 from edge.ledger.posting import PostingContext, post
-from edge.ledger.vouchers import load_rules
 
 TODAY = date(2026, 11, 25)
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
-RULES = load_rules()
+RULES = rule_book()
 
 
 def ean13(first12: str) -> str:
@@ -120,7 +121,7 @@ LEDGER_TABLES = (
 def seed(conn: sqlite3.Connection) -> None:
     """Write the sample store's master data through edge.ledger.masterdata, in one transaction."""
     conn.execute("BEGIN")
-    md.install_chart(conn)
+    prepare_books(conn, now=NOW)
     md.add_store(conn, "s1", "本店", is_local=True)
     md.add_store(conn, "s2", "邻店")
     md.add_category(conn, "drinks", "饮料", "Drinks", "ambient")

@@ -140,7 +140,7 @@ def test_reversing_a_receipt_takes_its_goods_back_at_their_original_value_where_
     posted(PostDocument("sa-1", DocType.SALE, (Line("A1", 5),)))  # at 200 each: 1000
     reversal = posted(ReverseDocument("rv-1", cheap.document_id))
     assert balances(conn) == {("A1", "floor", ""): (5, 2000)}
-    assert [a for a, _, _ in voucher_lines(conn, reversal.document_id)] == ["1405", "22210101", "2202"]
+    assert [a for a, _, _ in voucher_lines(conn, reversal.document_id)] == ["1405", "220202"]
 
 
 def test_reversal_that_empties_a_balance_takes_its_value_and_books_the_difference(
@@ -154,8 +154,7 @@ def test_reversal_that_empties_a_balance_takes_its_value_and_books_the_differenc
     # The receipt's red-letter lines, then 400 less inventory taken than came in: a cost reduction.
     assert voucher_lines(conn, reversal.document_id) == [
         ("1405", -1200, 0),
-        ("22210101", -156, 0),
-        ("2202", 0, -1356),
+        ("220202", 0, -1200),
         ("1405", 400, 0),
         ("5401", 0, 400),
     ]

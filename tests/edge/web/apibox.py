@@ -20,9 +20,10 @@ from prometheus_client import CollectorRegistry
 
 from edge.config import Settings
 from edge.db import connect, migrate
-from edge.ledger.masterdata import add_item, add_location, add_store, add_supplier, install_chart
+from edge.finance.rulebook import rule_book
+from edge.finance.setup import prepare_books
+from edge.ledger.masterdata import add_item, add_location, add_store, add_supplier
 from edge.ledger.posting import PostingContext
-from edge.ledger.vouchers import load_rules
 from edge.security.roles import Role
 from edge.security.tokens import issue_token
 from edge.security.users import create_user
@@ -61,7 +62,7 @@ def seed(path: Path) -> None:
     try:
         migrate(conn)
         conn.execute("BEGIN")
-        install_chart(conn)
+        prepare_books(conn)
         add_store(conn, "store-001", "本店 Home", is_local=True)
         add_store(conn, "store-002", "邻店 Neighbour")
         add_location(conn, "floor", "卖场", "sales floor", "floor", "ambient")
@@ -163,7 +164,7 @@ def build_deps(db_path: Path, clock: Clock, writer: LedgerWriter, **overrides: A
 
 
 def make_writer(db_path: Path, clock: Clock) -> LedgerWriter:
-    rules = load_rules()
+    rules = rule_book()
     return LedgerWriter(
         db_path,
         context=lambda: PostingContext(now=clock(), business_date=clock().date(), rules=rules),

@@ -1,0 +1,1 @@
+-- 0001_finance_core: see edge/finance/ (filled in by the issue 3 work).

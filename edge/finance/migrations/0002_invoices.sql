@@ -1,0 +1,1 @@
+-- 0002_invoices: see edge/finance/ (filled in by the issue 3 work).

@@ -1,0 +1,1 @@
+-- 0003_supplier_compliance: see edge/finance/ (filled in by the issue 3 work).

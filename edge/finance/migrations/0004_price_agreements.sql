@@ -1,0 +1,1 @@
+-- 0004_price_agreements: see edge/finance/ (filled in by the issue 3 work).
