@@ -70,9 +70,10 @@ DOC_PREFIX: dict[DocType, str] = {
 }
 MAX_AMOUNT_FEN = 10**13  # a hundred billion yuan: any larger figure is a typing error
 
-# A guard sees a stock document before it is written (with its gross total in fen) and may refuse it by
-# raising a DomainError; finance passes its compliance checks this way, so the ledger imports nothing of it.
-Guard = Callable[[sqlite3.Connection, PostDocument, int], None]
+# A guard sees a stock document before it is written (with its gross total in fen and the business date) and
+# may refuse it by raising a DomainError; finance passes its compliance checks this way, so the ledger imports
+# nothing of it.
+Guard = Callable[[sqlite3.Connection, PostDocument, int, date], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,7 +398,7 @@ def _post_document(conn: sqlite3.Connection, cmd: PostDocument, ctx: PostingCont
             _location(conn, code)
     lines = _resolve_lines(conn, cmd, ctx)
     for guard in ctx.guards:
-        guard(conn, cmd, sum(line.gross_fen for line in lines))
+        guard(conn, cmd, sum(line.gross_fen for line in lines), ctx.business_date)
     book = StockBook(conn, business_date=ctx.business_date, allow_negative=ctx.allow_negative)
     handler = _HANDLERS[cmd.type]
     amounts = handler(conn, cmd, ctx, lines, book)

@@ -118,10 +118,10 @@ LEDGER_TABLES = (
 )
 
 
-def seed(conn: sqlite3.Connection) -> None:
+def seed(conn: sqlite3.Connection, chart: str = "small_enterprise") -> None:
     """Write the sample store's master data through edge.ledger.masterdata, in one transaction."""
     conn.execute("BEGIN")
-    prepare_books(conn, now=NOW)
+    prepare_books(conn, chart, now=NOW)
     md.add_store(conn, "s1", "本店", is_local=True)
     md.add_store(conn, "s2", "邻店")
     md.add_category(conn, "drinks", "饮料", "Drinks", "ambient")
