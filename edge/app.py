@@ -25,6 +25,8 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from edge.config import Settings
 from edge.db import connect, migrate
+from edge.finance.compliance import make_purchase_order_guard
+from edge.finance.errors import FinanceError
 from edge.finance.rulebook import rule_book
 from edge.finance.setup import prepare_books
 from edge.ledger.posting import PostingContext
@@ -47,6 +49,8 @@ class StoreBox:
         self.clock = clock
         self.tz = ZoneInfo(settings.timezone)
         self.rules: RuleBook = rule_book()
+        # Compliance at the point of purchase: frozen suppliers and large POs without valid papers are refused.
+        self.guards = (make_purchase_order_guard(settings.po_papers_required_above_yuan * 100),)
         self.registry = CollectorRegistry()
         self.started_at: float | None = None
         self.writer = LedgerWriter(
@@ -68,6 +72,7 @@ class StoreBox:
             rules=self.rules,
             default_location="floor",
             allow_negative=self.settings.allow_negative_stock,
+            guards=self.guards,
         )
 
     def open_reader(self) -> sqlite3.Connection:
@@ -187,6 +192,10 @@ async def run_box(settings: Settings, *, demo: bool = False) -> int:
     box = StoreBox(settings)
     try:
         await box.start(demo=demo)
+    except FinanceError as err:  # a company chart or rule table that does not load
+        log.error("cannot start: %s / %s", err.message_en, err.message)
+        await box.stop()
+        return 2
     except OSError as err:
         log.error(
             "cannot start: %s (MQTT %s:%s, data %s) / 无法启动",

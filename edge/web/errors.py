@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edge.ledger.errors import LedgerError
+from edge.ledger.errors import DomainError
 from edge.security.errors import InvalidToken, SecurityError
 from edge.web.schemas import ErrorOut
 from edge.writer import WriterClosed
@@ -58,8 +58,8 @@ def error_response(
 
 
 def ledger_status(code: str) -> int:
-    """HTTP status of a ledger error code, from the `status` of its LedgerError subclass (400 if unknown)."""
-    pending: list[type[LedgerError]] = [LedgerError]
+    """HTTP status of a refusal's code, from the `status` of its DomainError subclass (400 if unknown)."""
+    pending: list[type[DomainError]] = [DomainError]
     while pending:
         cls = pending.pop()
         if cls.code == code:
@@ -169,8 +169,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = _bearer_challenge(exc) if exc.status == 401 else None
         return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
-    async def on_ledger_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, LedgerError)
+    async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DomainError)  # a ledger, finance or any other domain refusal
         return JSONResponse(exc.to_dict(), status_code=exc.status)
 
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -205,7 +205,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "内部错误，已记录日志", "internal error; it has been logged")
 
     app.add_exception_handler(SecurityError, on_security_error)
-    app.add_exception_handler(LedgerError, on_ledger_error)
+    app.add_exception_handler(DomainError, on_domain_error)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

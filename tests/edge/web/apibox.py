@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from edge.config import Settings
 from edge.db import connect, migrate
+from edge.finance.compliance import make_purchase_order_guard
 from edge.finance.rulebook import rule_book
 from edge.finance.setup import prepare_books
 from edge.ledger.masterdata import add_item, add_location, add_store, add_supplier
@@ -164,10 +165,12 @@ def build_deps(db_path: Path, clock: Clock, writer: LedgerWriter, **overrides: A
 
 
 def make_writer(db_path: Path, clock: Clock) -> LedgerWriter:
+    """The writer as the box builds it: the company's rule book and the purchase-order compliance guard."""
     rules = rule_book()
+    guards = (make_purchase_order_guard(Settings().po_papers_required_above_yuan * 100),)
     return LedgerWriter(
         db_path,
-        context=lambda: PostingContext(now=clock(), business_date=clock().date(), rules=rules),
+        context=lambda: PostingContext(now=clock(), business_date=clock().date(), rules=rules, guards=guards),
         batch_max=64,
     )
 
