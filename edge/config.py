@@ -79,6 +79,26 @@ class Settings(BaseSettings):
         (30, 7), description="warn this many days before a supplier paper expires"
     )
 
+    @field_validator("paper_expiry_warn_days")
+    @classmethod
+    def _warn_days(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or len(value) > 5 or any(not 1 <= d <= 365 for d in value):
+            raise ValueError("1 to 5 whole days, each 1..365, e.g. [30, 7]")
+        return tuple(sorted(set(value), reverse=True))
+
+    @field_validator("company_credit_code")
+    @classmethod
+    def _credit_code(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from edge.finance.uscc import validate_uscc
+        from edge.ledger.errors import DomainError
+
+        try:
+            return validate_uscc(value)
+        except DomainError as exc:
+            raise ValueError(f"a unified social credit code (18 characters, GB 32100-2015): {exc.message_en}") from exc
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
