@@ -61,6 +61,7 @@ class StoreBox:
         )
         self.broker: Any = None
         self.ingest: Any = None
+        self._background: list[asyncio.Task[None]] = []
         self.api: FastAPI | None = None
         self._readers: list[sqlite3.Connection] = []
 
@@ -124,6 +125,14 @@ class StoreBox:
         self.ingest.attach(self.broker)
         await self.ingest.start()
         self.writer.add_listener(make_stock_publisher(self.broker, self.settings.store_id, self.clock))
+        from edge.bus.compliance_alerts import compliance_alerts_daily
+
+        # Supplier papers expiring in 30 and 7 days: on MQTT alert/compliance, at start and daily.
+        self._background.append(
+            asyncio.create_task(
+                compliance_alerts_daily(self.settings, self.writer, self.broker, self.clock), name="compliance-alerts"
+            )
+        )
         self.api = self.build_api()
 
     def build_api(self) -> FastAPI:
@@ -155,6 +164,11 @@ class StoreBox:
 
     async def stop(self) -> None:
         """Stop taking events, let the writer finish what is in flight, then close the broker."""
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.ingest is not None:
             await self.ingest.stop()
         await self.writer.close()

@@ -113,15 +113,26 @@ def simulate(
 
 @app.command()
 def migrate(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
-    """Apply pending schema migrations and exit."""
+    """Apply pending schema migrations, install the chart of accounts and its shipped voucher rules, and exit."""
     settings = _settings(config, data_dir=data_dir)
     from edge.db import connect
     from edge.db import migrate as apply
+    from edge.finance.errors import FinanceError
+    from edge.finance.setup import prepare_books
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
-    applied = apply(conn)
-    conn.close()
+    try:
+        applied = apply(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        prepare_books(conn, settings.chart)
+        conn.execute("COMMIT")
+    except FinanceError as err:
+        conn.execute("ROLLBACK")
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
     typer.echo("\n".join(applied) if applied else "schema up to date / 数据库结构已是最新")
 
 
@@ -550,6 +561,9 @@ def books_export(
     # Written next to the target and renamed over it: a reader never sees half a file.
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes it private; the export is an ordinary file
         with os.fdopen(fd, "wb") as handle:
             handle.write(exported.content)
             handle.flush()
@@ -564,10 +578,403 @@ def books_export(
     )
 
 
+# --- voucher rule versions (storebox books rules ...) ---
+
+rules_app = typer.Typer(help="凭证规则版本 / voucher rule versions, effective-dated.", no_args_is_help=True)
+books_app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("list")
+def rules_list(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The installed voucher rule versions, the date each takes effect and the vouchers each produced."""
+    from edge.finance.rulebook import list_versions
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        versions = list_versions(conn)
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(json.dumps(versions, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"{'版本 version':<16} {'生效 from':<12} {'科目表 chart':<18} {'凭证 vouchers':>14}  安装 installed")
+    for v in versions:
+        typer.echo(
+            f"{v['version']:<16} {v['effective_from']:<12} {v['chart']:<18} {v['vouchers']:>14}"
+            f"  {v['installed_at'][:19]} {v['installed_by']}"
+        )
+
+
+@rules_app.command("show")
+def rules_show(version: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Print one installed rule table as JSON (a starting point for the next version)."""
+    from edge.finance.rulebook import get_version
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        table = get_version(conn, version)
+    finally:
+        conn.close()
+    if table is None:
+        typer.echo(f"storebox: 未知凭证规则版本 / unknown rule version: {version}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(table, ensure_ascii=False, indent=1))
+
+
+@rules_app.command("install")
+def rules_install(
+    file: Annotated[Path, typer.Argument(help="the rule table (JSON)", exists=False, dir_okay=False)],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    actor: Annotated[str, typer.Option("--actor", help="who installs it (audit trail)")] = "cli",
+) -> None:
+    """Install a new rule version (run with the box stopped; a running box takes new versions over the API).
+
+    It takes effect from its `effective_from` date, which must be after the last voucher and not before today;
+    posted vouchers are never rewritten.
+    """
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from edge.finance.errors import FinanceError
+    from edge.finance.rulebook import install_version
+
+    settings = _settings(config, data_dir=data_dir)
+    try:
+        data = json.loads(file.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"storebox: 文件无法读取 / cannot read {file}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except json.JSONDecodeError as exc:
+        typer.echo(f"storebox: 不是有效的 JSON / {file} is not valid JSON (line {exc.lineno}): {exc.msg}", err=True)
+        raise typer.Exit(2) from None
+    conn = _open_db(settings, readonly=False)
+    now = datetime.now(UTC)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        rules = install_version(
+            conn, data, actor=actor, now=now, today=now.astimezone(ZoneInfo(settings.timezone)).date()
+        )
+        conn.execute("COMMIT")
+    except FinanceError as err:
+        conn.execute("ROLLBACK")
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
+    typer.echo(
+        f"已安装凭证规则 {rules.version}，自 {rules.effective_from} 生效 / installed, effective {rules.effective_from}"
+    )
+
+
 # --- invoice commands (storebox invoice ...) ---
 
 
+def _invoice_context(settings: Settings) -> Any:
+    """A posting context for invoice commands run from the shell (the same clock and rules as the box)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from edge.finance.rulebook import rule_book
+    from edge.ledger.posting import PostingContext
+
+    now = datetime.now(UTC)
+    return PostingContext(now=now, business_date=now.astimezone(ZoneInfo(settings.timezone)).date(), rules=rule_book())
+
+
+def _match_policy(settings: Settings) -> Any:
+    from edge.finance.matching import MatchPolicy
+
+    return MatchPolicy(
+        qty_tolerance=settings.match_qty_tolerance,
+        price_tolerance_fen=settings.match_price_tolerance_fen,
+        tax_tolerance_fen=settings.match_tax_tolerance_fen,
+        window_hours=settings.match_window_hours,
+    )
+
+
+def _invoice_line(invoice: dict[str, Any]) -> str:
+    from edge.ledger.money import format_yuan
+
+    reasons = "; ".join(r["message"] for r in (invoice.get("exception") or {}).get("reasons", []))
+    total = format_yuan(int(invoice["net_fen"]) + int(invoice["tax_fen"]))
+    status = invoice["status"]
+    return f"{invoice['id']:>6} {invoice['invoice_no']} {status:<20} {total:>14}  {invoice['seller_name']}" + (
+        f"\n       {reasons}" if reasons and status in ("exception", "pending_approval", "awaiting_credit_note") else ""
+    )
+
+
+@invoice_app.command("import")
+def invoice_import(
+    file: Annotated[Path, typer.Argument(help="CSV, XLSX or 数电票 XML file", dir_okay=False)],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    actor: Annotated[str, typer.Option("--actor", help="who enters the invoices (audit trail)")] = "cli",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Import purchase invoices and match them at once: matches post the AP entry, the rest go to the queue.
+
+    The file is refused as a whole when a row is bad (exit 2, naming the row and field). Importing the same
+    file again answers the first result (the idempotency key is the file's hash).
+    """
+    import hashlib
+
+    from edge.finance.ap import EntryRequest, enter_invoices
+    from edge.ledger.errors import DomainError
+
+    settings = _settings(config, data_dir=data_dir)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        typer.echo(f"storebox: 文件无法读取 / cannot read {file}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    from edge.finance.invoices import parse_invoice_file
+
+    conn = _open_db(settings, readonly=False)
+    try:
+        parsed = parse_invoice_file(data, file.name)
+        request = EntryRequest(
+            invoices=parsed.invoices,
+            source=parsed.source,
+            key=f"cli:import:{hashlib.sha256(data).hexdigest()}",
+            actor=actor,
+            policy=_match_policy(settings),
+            company_credit_code=settings.company_credit_code,
+            ignored_columns=parsed.ignored_columns,
+            rows=parsed.rows,
+        )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = enter_invoices(conn, _invoice_context(settings), request)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except DomainError as err:
+        typer.echo(f"storebox: {file.name}: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    invoices = result["invoices"]
+    matched = sum(1 for i in invoices if i["status"] in ("matched", "credited", "posted"))
+    again = " (已导入过 / imported before)" if result["replayed"] else ""
+    typer.echo(f"{len(invoices)} 张发票, {matched} 张匹配入账 / {len(invoices)} invoices, {matched} matched{again}")
+    for invoice in invoices:
+        typer.echo(_invoice_line(invoice))
+    if result["ignored_columns"]:
+        typer.echo(f"未读取的列 / ignored columns: {', '.join(result['ignored_columns'])}")
+
+
+@invoice_app.command("exceptions")
+def invoice_exceptions(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Closed exceptions too.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The three-way-match exception queue, oldest first, with the reasons in words."""
+    from edge.finance.ap import list_exceptions
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        queue = list_exceptions(conn, open_only=not show_all, limit=10_000)
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(json.dumps(queue, ensure_ascii=False, indent=2))
+        return
+    if not queue:
+        typer.echo("没有待处理的匹配异常 / no open match exceptions")
+    for exc in queue:
+        typer.echo(f"#{exc['id']} 发票 {exc['invoice_no']} {exc['status']} {exc['seller_name']}")
+        for reason in exc["reasons"]:
+            typer.echo(f"    {reason['message']} / {reason['message_en']}")
+
+
+@invoice_app.command("show")
+def invoice_show(
+    invoice_id: Annotated[int, typer.Argument(help="the invoice's id")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """One invoice with its lines, match result and what it cleared, as JSON."""
+    from edge.finance.ap import get_invoice
+    from edge.finance.errors import FinanceError
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        invoice = get_invoice(conn, invoice_id)
+    except FinanceError as err:
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
+    typer.echo(json.dumps(invoice, ensure_ascii=False, indent=2))
+
+
+@invoice_app.command("recheck")
+def invoice_recheck(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    actor: Annotated[str, typer.Option("--actor", help="who rechecks (audit trail)")] = "cli",
+) -> None:
+    """Match every open exception again (e.g. after late receipts); the ones that now agree are posted."""
+    from edge.finance.ap import Resolution, ResolutionRequest, list_exceptions, resolve_exception
+    from edge.ledger.errors import DomainError
+
+    settings = _settings(config, data_dir=data_dir)
+    conn = _open_db(settings, readonly=False)
+    matched = 0
+    try:
+        queue = [e for e in list_exceptions(conn, limit=100_000) if e["kind"] == "invoice"]
+        for exc in queue:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                request = ResolutionRequest(exc["id"], Resolution.RECHECK, actor, _match_policy(settings))
+                result = resolve_exception(conn, _invoice_context(settings), request)
+                conn.execute("COMMIT")
+            except DomainError as err:
+                conn.execute("ROLLBACK")
+                typer.echo(f"#{exc['id']}: {err.message} / {err.message_en}", err=True)
+                continue
+            if not result["open"]:
+                matched += 1
+    finally:
+        conn.close()
+    typer.echo(f"重新核对 {len(queue)} 张, {matched} 张已匹配入账 / rechecked {len(queue)}, {matched} now matched")
+
+
 # --- supplier commands (storebox supplier ...) ---
+
+
+def _supplier_today(settings: Settings, on: str | None) -> Any:
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    if on is None:
+        return datetime.now(ZoneInfo(settings.timezone)).date()
+    try:
+        return date.fromisoformat(on)
+    except ValueError:
+        typer.echo(f"storebox: --on {on!r}: expected YYYY-MM-DD / 日期格式应为 YYYY-MM-DD", err=True)
+        raise typer.Exit(2) from None
+
+
+@supplier_app.command("papers")
+def supplier_papers(
+    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The supplier's qualification papers (资质证照): kind, state, confirmed fields and validity."""
+    from edge.finance.compliance import get_supplier, list_papers
+    from edge.finance.errors import FinanceError
+    from edge.finance.papers import PAPER_NAMES, PaperKind
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        get_supplier(conn, supplier)
+        papers = list_papers(conn, supplier)
+    except FinanceError as err:
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(json.dumps(papers, ensure_ascii=False, indent=2))
+        return
+    if not papers:
+        typer.echo(f"供应商 {supplier} 没有证照 / no papers for supplier {supplier}")
+    for paper in papers:
+        zh, en = PAPER_NAMES[PaperKind(paper["kind"])]
+        fields = paper["fields"] or paper["proposed"]["fields"]
+        until = "长期 long-term" if fields.get("long_term") else (fields.get("valid_to") or "-")
+        typer.echo(
+            f"#{paper['id']} {zh} {en} [{paper['state']}] {fields.get('name') or '-'} "
+            f"{fields.get('credit_code') or '-'} valid to {until}"
+        )
+
+
+@supplier_app.command("status")
+def supplier_status(
+    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    on: Annotated[str | None, typer.Option("--on", help="judge on this day (YYYY-MM-DD), default today")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Whether the supplier's papers are complete and valid and payments may go out. Exit 1 when not payable."""
+    from edge.finance.compliance import qualification_status
+    from edge.finance.errors import FinanceError
+
+    settings = _settings(config, data_dir=data_dir)
+    today = _supplier_today(settings, on)
+    conn = _open_db(settings, readonly=True)
+    try:
+        status = qualification_status(conn, supplier, today)
+    except FinanceError as err:
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(json.dumps(status.to_json(), ensure_ascii=False, indent=2))
+    else:
+        verdict = "可付款 payable" if status.payable else "不可付款 not payable"
+        typer.echo(f"{status.name} ({supplier}) {today}: {verdict}")
+        zh, en = status.problems()
+        for line_zh, line_en in zip(zh, en, strict=True):
+            typer.echo(f"  {line_zh} / {line_en}")
+        for state in status.expiring:
+            typer.echo(f"  即将到期 expiring: {state.kind.value} on {state.expires_on} ({state.days_left} days)")
+        if status.pending:
+            typer.echo(f"  待确认 awaiting confirmation: {', '.join(f'#{p}' for p in status.pending)}")
+    raise typer.Exit(0 if status.payable else 1)
+
+
+@supplier_app.command("alerts")
+def supplier_alerts(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    due: Annotated[
+        bool, typer.Option("--due", help="First record the alerts due today (the box does this daily).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Paper expiry alerts (证照到期预警), newest first: 30 and 7 days ahead, and when expired."""
+    from edge.finance.compliance import due_expiry_alerts, list_alerts
+
+    settings = _settings(config, data_dir=data_dir)
+    if due:
+        conn = _open_db(settings, readonly=False)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            new = due_expiry_alerts(conn, _supplier_today(settings, None), tuple(settings.paper_expiry_warn_days))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        if not as_json:
+            typer.echo(f"新预警 {len(new)} 条 / {len(new)} new alerts")
+    conn = _open_db(settings, readonly=True)
+    try:
+        alerts = list_alerts(conn, limit=10_000)
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(json.dumps([a.to_json() for a in alerts], ensure_ascii=False, indent=2))
+        return
+    if not alerts:
+        typer.echo("没有证照到期预警 / no paper expiry alerts")
+    for alert in alerts:
+        typer.echo(f"#{alert.id} {alert.raised_on} {alert.message} / {alert.message_en}")
 
 
 @app.command("config")

@@ -229,5 +229,9 @@ class UnknownAccount(BooksError):
     code = "unknown_account"
 
 
+class InvalidDate(BooksError):
+    code = "invalid_date"
+
+
 class ExportRefused(BooksError):
     code = "export_refused"

@@ -1,6 +1,7 @@
 """ASGI middleware: a limit on request bodies, and HTTP request metrics for Prometheus."""
 
 import json
+import re
 import time
 from typing import Any
 
@@ -34,16 +35,34 @@ async def _send_error(
 class BodySizeLimit:
     """Refuse request bodies over `limit` bytes with 413, whether or not Content-Length is sent.
 
+    File uploads (paths matching one of `upload_paths`) may be up to `upload_limit` bytes; their routes
+    check their own, tighter limits with their own errors.
+
     The body is read here in full (it is at most `limit` bytes) and replayed to the app, so a too
     large body is refused before any handler sees a byte of it. A too large body is read on and
     dropped up to `drain_limit` bytes before the 413 goes out: a client still sending would otherwise
     see the connection reset instead of the answer.
     """
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES, drain_limit: int = DRAIN_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int = MAX_BODY_BYTES,
+        drain_limit: int = DRAIN_BODY_BYTES,
+        upload_paths: tuple[re.Pattern[str], ...] = (),
+        upload_limit: int = MAX_BODY_BYTES,
+    ) -> None:
         self.app = app
-        self.limit = limit
-        self.drain_limit = drain_limit
+        self.default_limit = limit
+        self.drain_limit = max(drain_limit, upload_limit)
+        self.upload_paths = upload_paths
+        self.upload_limit = max(upload_limit, limit)
+
+    def _limit(self, scope: Scope) -> int:
+        path = str(scope.get("path", ""))
+        if scope.get("method") == "POST" and any(p.match(path) for p in self.upload_paths):
+            return self.upload_limit
+        return self.default_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,7 +72,8 @@ class BodySizeLimit:
         if declared is not None and not declared.isdigit():
             await _send_error(send, 400, "bad_request", "Content-Length 无效", "invalid Content-Length", close=True)
             return
-        too_large = declared is not None and int(declared) > self.limit
+        limit = self._limit(scope)
+        too_large = declared is not None and int(declared) > limit
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -66,7 +86,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             more = bool(message.get("more_body", False))
             size += len(chunk)
-            too_large = too_large or size > self.limit
+            too_large = too_large or size > limit
             if too_large:
                 if size > self.drain_limit:
                     break
@@ -77,10 +97,10 @@ class BodySizeLimit:
                 send,
                 413,
                 "payload_too_large",
-                f"请求体过大: 最多 {self.limit} 字节",
-                f"request body too large: at most {self.limit} bytes",
+                f"请求体过大: 最多 {limit} 字节",
+                f"request body too large: at most {limit} bytes",
                 close=more,
-                limit_bytes=self.limit,
+                limit_bytes=limit,
             )
             return
         body_message: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}

@@ -15,11 +15,18 @@ from tests.edge.web.apibox import Box, assert_error_shape
 
 pytestmark = pytest.mark.anyio
 
-PATH_VALUES = {"document_id": "1", "sku": "COLA", "code": "6901234567892"}
+# Path parameters by name; any other (numeric ids of papers, freezes, invoices, ...) is "1".
+PATH_VALUES = {
+    "document_id": "1",
+    "sku": "COLA",
+    "code": "6901234567892",
+    "supplier_id": "sup-1",
+    "version": "SE-2026.1",
+}
 
 
 def concrete(path: str) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path)
+    return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m.group(1), "1"), path)
 
 
 async def operations(box: Box) -> list[tuple[str, str, str | None]]:
