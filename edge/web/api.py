@@ -1,8 +1,11 @@
 """The HTTP API of the box: `create_api(deps)` builds the FastAPI app; edge/app.py serves it."""
 
+import re
+
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
+from edge.finance.invoices import MAX_IMPORT_BYTES
 from edge.web.deps import ApiDeps, permission_of
 from edge.web.errors import error_responses, install_error_handlers
 from edge.web.middleware import MAX_BODY_BYTES, BodySizeLimit, HttpMetrics
@@ -26,6 +29,8 @@ from edge.web.routes import (
 )
 
 API_PREFIX = "/api/v1"
+# File uploads may be larger than other bodies: supplier papers and invoice files.
+UPLOAD_PATHS = (re.compile(r"^/api/v1/suppliers/[^/]+/papers$"), re.compile(r"^/api/v1/invoices/import$"))
 PUBLIC_PATHS = frozenset({"/health", "/api/v1/health", "/metrics", "/api/v1/auth/token"})
 
 DESCRIPTION = """\
@@ -81,6 +86,12 @@ def create_api(deps: ApiDeps) -> FastAPI:
                 route.openapi_extra = {**(route.openapi_extra or {}), "x-permission": permission}
         app.include_router(router)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(
+        BodySizeLimit,
+        limit=MAX_BODY_BYTES,
+        upload_paths=UPLOAD_PATHS,
+        # multipart adds a boundary and headers around the file
+        upload_limit=max(deps.settings.papers_max_upload_bytes, MAX_IMPORT_BYTES) + 64 * 1024,
+    )
     app.add_middleware(HttpMetrics, registry=deps.metrics_registry)
     return app

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from tools.bench import ingest, posting
+from tools.bench import ingest, matching, ocr, posting, trial_balance
 
 
 def main() -> None:
     posting.main([])
     ingest.main([])
+    matching.main([])
+    trial_balance.main([])
+    ocr.main([])
 
 
 if __name__ == "__main__":
