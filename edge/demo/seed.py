@@ -26,6 +26,7 @@ from edge.demo.demo_json import (
     refresh_demo_json,
     write_demo_json,
 )
+from edge.demo.finance import seed_finance
 from edge.finance.setup import prepare_books
 from edge.ledger.commands import DocType, Line, PostDocument
 from edge.ledger.masterdata import (
@@ -110,6 +111,8 @@ def seed_demo(
         users = _add_users(conn, make_password, ctx)
         devices = _add_devices(conn, make_password, ctx)
         documents = _post_opening_stock(conn, plan, ctx)
+        actors = {role: login.username for role, login in users}
+        finance = seed_finance(conn, ctx, settings.data_dir, actors)
         info = DemoInfo(
             store_id=settings.store_id,
             http_url=settings.http_url,
@@ -128,7 +131,14 @@ def seed_demo(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    log.info("demo store seeded: %d items, %d opening receipts", len(catalog.items), documents)
+    log.info(
+        "demo store seeded: %d items, %d opening receipts, %d supplier papers, %d invoices (%d exception)",
+        len(catalog.items),
+        documents,
+        finance.papers,
+        finance.invoices,
+        finance.exceptions,
+    )
     return info
 
 

@@ -6,9 +6,7 @@ one writer; the domain is edge/finance/compliance.py.
 """
 
 import hashlib
-import os
 from datetime import date
-from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -20,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from edge.finance import compliance as cab
 from edge.finance.errors import PaperTooLarge, UnknownComplianceRecord
 from edge.finance.ocr import OcrEngine
+from edge.finance.paper_store import paper_path, store_paper_file
 from edge.finance.papers import MIME_TYPES, FileType, PaperKind, read_fields, sniff_upload
 from edge.security.users import User
 from edge.web.deps import IDEMPOTENCY_KEY_PARAMETER, Deps, Reader, idempotency_key, require
@@ -27,7 +26,6 @@ from edge.web.errors import error_responses
 
 REPLAY_HEADER = "Idempotent-Replayed"
 MAX_ID = 2**63 - 1
-PAPERS_DIR = "papers"
 
 router = APIRouter(prefix="/api/v1", tags=["compliance"], responses=error_responses(401, 403, 500))
 
@@ -375,25 +373,6 @@ async def ocr_engine(request: Request) -> OcrEngine:
         engine = OcrEngine()
         request.app.state.ocr_engine = engine
     return engine
-
-
-def paper_path(data_dir: FilePath, sha256: str, file_type: str) -> FilePath:
-    return data_dir / PAPERS_DIR / f"{sha256}.{file_type}"
-
-
-def store_paper_file(data_dir: FilePath, data: bytes, file_type: FileType) -> str:
-    """Keep the file under its sha256 (written to a temp name, then renamed); return the digest."""
-    digest = hashlib.sha256(data).hexdigest()
-    path = paper_path(data_dir, digest, file_type.value)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(f".{os.getpid()}.tmp")
-        with temp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    return digest
 
 
 def _created(body: dict[str, Any], created: cab.Created) -> JSONResponse:

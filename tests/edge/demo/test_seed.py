@@ -143,9 +143,30 @@ def test_ledger_verifies_clean_after_seeding_with_a_voucher_outbox_row_and_audit
     _, conn, _ = seeded
     report = verify_ledger(conn)
     assert report["ok"], report
-    docs = conn.execute("SELECT COUNT(*), MIN(type), MAX(type) FROM documents").fetchone()
-    assert docs[0] >= 5 and docs[1] == docs[2] == "receipt"
-    assert _counts(conn)["vouchers"] == _counts(conn)["outbox"] == docs[0]
+    docs = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+    kinds = dict(conn.execute("SELECT type, COUNT(*) FROM documents GROUP BY type").fetchall())
+    # Opening stock as receipts, then the finance demo: 2 POs with a receipt each, 1 matched invoice, 1 write-off.
+    assert kinds.pop("receipt") >= 5 + 2
+    assert kinds == {"purchase_order": 2, "purchase_invoice": 1, "write_off": 1}
+    purchase_orders_have_no_voucher = kinds["purchase_order"]
+    assert _counts(conn)["vouchers"] == docs - purchase_orders_have_no_voucher
+    assert _counts(conn)["outbox"] == docs
+
+
+def test_the_demo_books_hold_papers_an_alert_due_an_open_exception_and_a_loss_to_approve(seeded) -> None:
+    from edge.finance import compliance
+    from edge.finance.books import books_check
+    from edge.finance.entries import pending_losses
+
+    _, conn, _ = seeded
+    assert books_check(conn).ok
+    payable = {s: compliance.qualification_status(conn, s, TODAY).payable for s in ("sup-bev", "sup-daily")}
+    assert payable == {"sup-bev": True, "sup-daily": False}
+    states = dict(conn.execute("SELECT status, COUNT(*) FROM invoices GROUP BY status").fetchall())
+    assert states == {"matched": 1, "exception": 1}
+    assert [row["reason"] for row in pending_losses(conn)] == ["theft"]
+    papers = conn.execute("SELECT COUNT(*) FROM supplier_papers WHERE state = 'confirmed'").fetchone()[0]
+    assert papers == 16
 
 
 def test_five_suppliers_with_valid_credit_codes_and_two_neighbour_stores(seeded) -> None:

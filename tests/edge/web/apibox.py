@@ -95,7 +95,7 @@ def seed(path: Path) -> None:
             barcodes={MILK_BARCODE: "bottle"},
         )
         add_item(conn, "RICE", "大米 5kg", base_unit="bag", price_fen=4990, cost_fen=3600, vat_rate_bp=900)
-        add_supplier(conn, "sup-1", "华润饮料", credit_code="91310000MA1FL0000X")
+        add_supplier(conn, "sup-1", "华润饮料", credit_code="91310000MA1FL0001R")
         for role in Role:
             create_user(conn, role.value, password_of(role), role, f"测试{role.value}")
         conn.execute("COMMIT")
