@@ -406,32 +406,71 @@ def _post_document(conn: sqlite3.Connection, cmd: PostDocument, ctx: PostingCont
     amounts["tax"] = sum(line.tax_fen for line in lines)
     facts = {"reason": reason or "", "loss_kind": rules.loss_kind(reason), "payment": cmd.payment or ""}
     voucher = build_voucher(rules, cmd.type.value, amounts, facts, payment=cmd.payment)
+    header = _header(
+        conn,
+        ctx,
+        cmd.type,
+        cmd.key,
+        cmd.actor,
+        cmd.device,
+        location=cmd.location,
+        to_location=cmd.to_location,
+        counterparty=cmd.counterparty,
+        ref_id=cmd.ref_id,
+        reason=reason,
+        reason_text=cmd.reason_text,
+        note=cmd.note,
+        payment=cmd.payment,
+        gross_fen=sum(line.gross_fen for line in lines),
+        tax_fen=amounts["tax"],
+        cost_fen=amounts.get("cost", 0) + amounts.get("gain", 0) + amounts.get("loss", 0),
+    )
+    _write(conn, ctx, header, lines, book.moves, voucher, rules.version)
+    return header["id"], header["doc_no"], sorted({m.sku for m in book.moves})
+
+
+def _header(
+    conn: sqlite3.Connection,
+    ctx: PostingContext,
+    doc_type: DocType,
+    key: str,
+    actor: str,
+    device: str | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A new document's header row: its id and number, when and by whom, and the given fields (else NULL)."""
     document_id = _next_id(conn, "documents")
-    doc_no = f"{DOC_PREFIX[cmd.type]}{ctx.business_date:%Y%m%d}-{document_id:06d}"
-    header = {
+    header: dict[str, Any] = {
         "id": document_id,
-        "doc_no": doc_no,
-        "type": cmd.type.value,
-        "command_key": cmd.key,
+        "doc_no": f"{DOC_PREFIX[doc_type]}{ctx.business_date:%Y%m%d}-{document_id:06d}",
+        "type": doc_type.value,
+        "command_key": key,
         "posted_at": ctx.now.isoformat(),
         "business_date": ctx.business_date.isoformat(),
-        "actor": cmd.actor,
-        "device": cmd.device,
-        "location": cmd.location,
-        "to_location": cmd.to_location,
-        "counterparty": cmd.counterparty,
-        "ref_id": cmd.ref_id,
-        "reverses_id": None,
-        "reason": reason,
-        "reason_text": cmd.reason_text,
-        "note": cmd.note,
-        "payment": cmd.payment,
-        "gross_fen": sum(line.gross_fen for line in lines),
-        "tax_fen": amounts["tax"],
-        "cost_fen": amounts.get("cost", 0) + amounts.get("gain", 0) + amounts.get("loss", 0),
+        "actor": actor,
+        "device": device,
+        **dict.fromkeys(_HEADER_FIELDS),
+        "gross_fen": 0,
+        "tax_fen": 0,
+        "cost_fen": 0,
     }
-    _write(conn, ctx, header, lines, book.moves, voucher, rules.version)
-    return document_id, doc_no, sorted({m.sku for m in book.moves})
+    unknown = set(fields) - set(header)
+    assert not unknown, f"unknown document fields {unknown}"
+    header.update(fields)
+    return header
+
+
+_HEADER_FIELDS = (
+    "location",
+    "to_location",
+    "counterparty",
+    "ref_id",
+    "reverses_id",
+    "reason",
+    "reason_text",
+    "note",
+    "payment",
+)
 
 
 def _check_payment(rules: VoucherRules, payment: str | None) -> None:
@@ -493,33 +532,22 @@ def _post_entry(conn: sqlite3.Connection, cmd: PostEntry, ctx: PostingContext) -
     _check_payment(rules, cmd.payment)
     facts = {**dict(cmd.facts), "payment": cmd.payment or ""}
     voucher = build_voucher(rules, cmd.type.value, amounts, facts, payment=cmd.payment, default_payment="bank")
-    document_id = _next_id(conn, "documents")
-    doc_no = f"{DOC_PREFIX[cmd.type]}{ctx.business_date:%Y%m%d}-{document_id:06d}"
-    gross = amounts.get("net", 0) + amounts.get("tax", 0) or amounts.get("paid", 0)
-    header = {
-        "id": document_id,
-        "doc_no": doc_no,
-        "type": cmd.type.value,
-        "command_key": cmd.key,
-        "posted_at": ctx.now.isoformat(),
-        "business_date": ctx.business_date.isoformat(),
-        "actor": cmd.actor,
-        "device": cmd.device,
-        "location": None,
-        "to_location": None,
-        "counterparty": cmd.counterparty,
-        "ref_id": cmd.ref_id,
-        "reverses_id": None,
-        "reason": None,
-        "reason_text": None,
-        "note": cmd.note,
-        "payment": cmd.payment,
-        "gross_fen": gross,
-        "tax_fen": amounts.get("tax", 0),
-        "cost_fen": 0,
-    }
+    header = _header(
+        conn,
+        ctx,
+        cmd.type,
+        cmd.key,
+        cmd.actor,
+        cmd.device,
+        counterparty=cmd.counterparty,
+        ref_id=cmd.ref_id,
+        note=cmd.note,
+        payment=cmd.payment,
+        gross_fen=amounts.get("net", 0) + amounts.get("tax", 0) or amounts.get("paid", 0),
+        tax_fen=amounts.get("tax", 0),
+    )
     _write(conn, ctx, header, [], [], voucher, rules.version, tax_trusted=cmd.tax_trusted)
-    return document_id, doc_no, []
+    return header["id"], header["doc_no"], []
 
 
 Handler = Callable[[sqlite3.Connection, PostDocument, PostingContext, list[ResolvedLine], StockBook], dict[str, int]]
@@ -849,30 +877,24 @@ def _reverse_document(
             voucher.append(VoucherLine(debit, abs(difference), 0, rules.variance_memo))
             voucher.append(VoucherLine(credit, 0, abs(difference), rules.variance_memo))
     total_variance = sum(variance.values())
-    document_id = _next_id(conn, "documents")
-    doc_no = f"{DOC_PREFIX[DocType.REVERSAL]}{ctx.business_date:%Y%m%d}-{document_id:06d}"
-    header = {
-        "id": document_id,
-        "doc_no": doc_no,
-        "type": DocType.REVERSAL.value,
-        "command_key": cmd.key,
-        "posted_at": ctx.now.isoformat(),
-        "business_date": ctx.business_date.isoformat(),
-        "actor": cmd.actor,
-        "device": cmd.device,
-        "location": original["location"],
-        "to_location": original["to_location"],
-        "counterparty": original["counterparty"],
-        "ref_id": None,
-        "reverses_id": cmd.document_id,
-        "reason": None,
-        "reason_text": cmd.reason_text,
-        "note": f"冲销 {original['doc_no']} / reverses {original['doc_no']}",
-        "payment": original["payment"],
-        "gross_fen": -int(original["gross_fen"]),
-        "tax_fen": -int(original["tax_fen"]),
-        "cost_fen": -int(original["cost_fen"]) + total_variance,
-    }
+    header = _header(
+        conn,
+        ctx,
+        DocType.REVERSAL,
+        cmd.key,
+        cmd.actor,
+        cmd.device,
+        location=original["location"],
+        to_location=original["to_location"],
+        counterparty=original["counterparty"],
+        reverses_id=cmd.document_id,
+        reason_text=cmd.reason_text,
+        note=f"冲销 {original['doc_no']} / reverses {original['doc_no']}",
+        payment=original["payment"],
+        gross_fen=-int(original["gross_fen"]),
+        tax_fen=-int(original["tax_fen"]),
+        cost_fen=-int(original["cost_fen"]) + total_variance,
+    )
     lines = [
         ResolvedLine(
             line_no=int(row["line_no"]),
@@ -892,7 +914,7 @@ def _reverse_document(
         )
     ]
     _write(conn, ctx, header, lines, book.moves, voucher, rules.version)
-    return document_id, doc_no, sorted({m.sku for m in book.moves})
+    return header["id"], header["doc_no"], sorted({m.sku for m in book.moves})
 
 
 # --- writing ----------------------------------------------------------------------------------
