@@ -203,6 +203,11 @@ async def run_box(settings: Settings, *, demo: bool = False) -> int:
     # The writer thread and the event loop share the GIL: hand it over sooner than the 5 ms default so
     # that acks and socket reads do not queue behind a posting batch.
     sys.setswitchinterval(0.001)
+    if demo and settings.company_credit_code is None:
+        from edge.demo.finance import BUYER_CREDIT_CODE
+
+        # The demo company's invoices name it as the buyer: check them like a configured box would.
+        settings = settings.model_copy(update={"company_credit_code": BUYER_CREDIT_CODE})
     box = StoreBox(settings)
     try:
         await box.start(demo=demo)

@@ -59,8 +59,15 @@ class FinanceDemo:
     exceptions: int
 
 
-def seed_finance(conn: sqlite3.Connection, ctx: PostingContext, data_dir: Path, actors: dict[str, str]) -> FinanceDemo:
-    """Seed the demo's finance; `actors` maps roles to the demo usernames. The caller owns the transaction."""
+def seed_finance(
+    conn: sqlite3.Connection,
+    ctx: PostingContext,
+    data_dir: Path,
+    actors: dict[str, str],
+    buyer_credit_code: str | None = None,
+) -> FinanceDemo:
+    """Seed the demo's finance; `actors` maps roles to the demo usernames; the invoices name `buyer_credit_code`
+    (the configured company's, else the demo company's). The caller owns the transaction."""
     try:
         suppliers = {row["id"]: row for row in conn.execute("SELECT * FROM suppliers ORDER BY id")}
         for supplier, (address, food) in ADDRESSES.items():
@@ -74,7 +81,7 @@ def seed_finance(conn: sqlite3.Connection, ctx: PostingContext, data_dir: Path, 
             for s in ADDRESSES
             if s in suppliers and s != WITHOUT_PAPERS
         )
-        invoices, exceptions = _purchases(conn, ctx, actors)
+        invoices, exceptions = _purchases(conn, ctx, actors, buyer_credit_code or BUYER_CREDIT_CODE)
         _write_off(conn, ctx, actors["manager"])
     except DomainError as err:
         raise DemoFinanceError(f"demo finance refused: {err.message_en} {err.detail}") from err
@@ -176,7 +183,9 @@ def _first_item(conn: sqlite3.Connection, supplier: str) -> sqlite3.Row:
     return found
 
 
-def _purchases(conn: sqlite3.Connection, ctx: PostingContext, actors: dict[str, str]) -> tuple[int, int]:
+def _purchases(
+    conn: sqlite3.Connection, ctx: PostingContext, actors: dict[str, str], buyer_credit_code: str
+) -> tuple[int, int]:
     policy = MatchPolicy(qty_tolerance=0, price_tolerance_fen=100, tax_tolerance_fen=10, window_hours=72)
     entered = exceptions = 0
     for n, (supplier, overcharge_fen) in enumerate((("sup-bev", 0), ("sup-food", 150)), start=1):
@@ -233,7 +242,7 @@ def _purchases(conn: sqlite3.Connection, ctx: PostingContext, actors: dict[str, 
             seller_name=seller["name"],
             seller_credit_code=seller["credit_code"],
             buyer_name=BUYER_NAME,
-            buyer_credit_code=BUYER_CREDIT_CODE,
+            buyer_credit_code=buyer_credit_code,
             lines=(InvoiceLine(1, item["name"], qty, net, item["vat_rate_bp"], tax, sku=item["sku"]),),
             po_id=po,
         )

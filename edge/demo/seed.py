@@ -112,7 +112,7 @@ def seed_demo(
         devices = _add_devices(conn, make_password, ctx)
         documents = _post_opening_stock(conn, plan, ctx)
         actors = {role: login.username for role, login in users}
-        finance = seed_finance(conn, ctx, settings.data_dir, actors)
+        finance = seed_finance(conn, ctx, settings.data_dir, actors, getattr(settings, "company_credit_code", None))
         info = DemoInfo(
             store_id=settings.store_id,
             http_url=settings.http_url,

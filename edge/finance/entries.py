@@ -85,9 +85,8 @@ def approve_losses(
         if document is None:
             raise UnknownDocument(document_id)
         _check_approvable(conn, document, approver)
-        amounts = pending(conn, document_id)
-    else:
-        amounts = pending(conn, document_id)  # a replay: the first answer comes back from the ledger
+    amounts = pending(conn, document_id)  # on a replay the ledger answers the first result whatever these are
+    kind = _loss_kind(conn, ctx, document_id)
     return post(
         conn,
         PostEntry(
@@ -95,11 +94,20 @@ def approve_losses(
             type=DocType.LOSS_APPROVAL,
             amounts=tuple((name, value) for name, value in amounts.items() if value),
             ref_id=document_id,
+            facts=(("loss_kind", kind),),
             note=note,
             actor=approver,
         ),
         ctx,
     )
+
+
+def _loss_kind(conn: sqlite3.Connection, ctx: PostingContext, document_id: int) -> str:
+    """The loss kind of a write-off by its reason (the rule table maps it); a stocktake's is a counting difference."""
+    row = conn.execute("SELECT type, reason FROM documents WHERE id = ?", (document_id,)).fetchone()
+    if row is None or row["type"] != DocType.WRITE_OFF:
+        return "counting"
+    return ctx.rules_in_effect(conn).loss_kind(row["reason"])
 
 
 def _check_approvable(conn: sqlite3.Connection, document: sqlite3.Row, approver: str) -> None:

@@ -201,11 +201,19 @@ def _invoice_no(value: Any, where: _Where, field: str = "invoice_no") -> str:
     text = _text(value, where, field, limit=64)
     assert text is not None
     if not INVOICE_NO.match(text):
+        if not text.isascii() or not text.isdigit():
+            raise _invalid(
+                where,
+                field,
+                "应为 20 位数字，含非数字字符",
+                "must be exactly 20 digits; it contains a character that is not a digit",
+                length=len(text),
+            )
         raise _invalid(
             where,
             field,
-            f"应为 20 位数字，收到 {len(text)} 个字符",
-            f"must be exactly 20 digits, got {len(text)} characters",
+            f"应为 20 位数字，收到 {len(text)} 位",
+            f"must be exactly 20 digits, got {len(text)} digits",
             length=len(text),
         )
     return text

@@ -163,6 +163,7 @@ def list_vouchers(
         cursor = conn.execute("SELECT * FROM vouchers ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
     vouchers = _rows(cursor)
     for voucher in vouchers:
+        voucher["tax_trusted"] = bool(voucher["tax_trusted"])
         voucher["lines"] = _rows(
             conn.execute(
                 "SELECT vl.line_no, vl.account, a.name AS account_name, vl.debit_fen, vl.credit_fen, vl.memo"

@@ -201,7 +201,8 @@ class VoucherOut(BaseModel):
     document_id: int
     date: date
     memo: str
-    rule_version: str
+    rule_version: str = Field(description="the voucher rule version that produced it (docs/finance.md)")
+    tax_trusted: bool = Field(description="an AP voucher posted by a full three-way match (docs/three-way-match.md)")
     lines: list[VoucherLineOut]
 
 

@@ -149,6 +149,9 @@ class BooksValuationOut(BaseModel):
     inventory_gl_fen: int
     transit_account: str
     transit_gl_fen: int
+    received_from_other_stores_fen: int = Field(
+        description="booked to 1402 here by transfers in from other stores' transit; 1402 nets company-wide"
+    )
     agrees: bool
 
 

@@ -357,6 +357,8 @@ def test_goods_received_from_another_stores_transit_keep_the_check_clean(tmp_pat
         report = books.books_check(conn)
         assert report.ok, report.problems
         assert report.figures["gl_1402_fen"] == -1800 and report.figures["received_from_other_stores_fen"] == -1800
+        valuation = books.stock_valuation(conn)
+        assert valuation.agrees and valuation.received_from_other_stores_fen == -1800
         assert post_one(conn, ReverseDocument("rv-1", received.document_id or 0)).ok
         assert books.books_check(conn).figures["received_from_other_stores_fen"] == 0
     finally:

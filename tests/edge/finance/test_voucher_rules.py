@@ -117,6 +117,7 @@ def test_samples_received_free_go_into_stock_at_their_value_as_non_operating_inc
         ("spoiled", [("1901", 400, 0), ("1405", 0, 354), ("22210103", 0, 46)]),
         ("expired", [("1901", 400, 0), ("1405", 0, 354), ("22210103", 0, 46)]),
         ("natural_disaster", [("1901", 354, 0), ("1405", 0, 354)]),
+        ("damaged", [("1901", 354, 0), ("1405", 0, 354)]),
         ("reasonable_loss", [("1901", 354, 0), ("1405", 0, 354)]),
         ("count_difference", [("1901", 354, 0), ("1405", 0, 354)]),
     ],
@@ -325,6 +326,13 @@ def test_the_enterprise_chart_books_the_same_documents_to_6001_and_6401(tmp_path
             == "EN-2026.1"
         )
         assert conn.execute("SELECT COUNT(*) FROM accounts WHERE code IN ('5001', '5401')").fetchone()[0] == 0
+        # 企业会计准则: an approved loss goes to 6602 管理费用, a natural disaster's to 6711 营业外支出.
+        for n, reason in enumerate(("theft", "natural_disaster"), start=1):
+            written = post_one(
+                conn, PostDocument(f"wo-{n}", DocType.WRITE_OFF, (Line("A1", 1),), reason=reason, actor="keeper")
+            )
+            approval = post_one_approval(conn, written.document_id, "manager", key=f"la-{n}")
+            assert voucher(conn, approval)[0][0] == ("6602" if reason == "theft" else "6711")
     finally:
         conn.close()
 

@@ -193,9 +193,11 @@ def test_write_off_needs_a_reason_and_books_to_pending_losses(conn: sqlite3.Conn
     assert posted(PostDocument("wo-2", DocType.WRITE_OFF, (Line("A1", 2),))).code == "invalid_command"
     other = posted(PostDocument("wo-3", DocType.WRITE_OFF, (Line("A1", 2),), reason="other"))
     assert (other.code, other.detail["field"]) == ("invalid_command", "reason_text")
-    result = posted(PostDocument("wo-4", DocType.WRITE_OFF, (Line("A1", 2),), reason="damaged"))
-    # Damaged by poor handling is an abnormal loss: its input VAT (354 x 13% = 46.02 -> 46) is transferred out.
+    result = posted(PostDocument("wo-4", DocType.WRITE_OFF, (Line("A1", 2),), reason="spoiled"))
+    # Spoiled (霉烂变质) is an abnormal loss: its input VAT (354 x 13% = 46.02 -> 46) is transferred out.
     assert voucher_of(conn, result.document_id) == [("1901", 400, 0), ("1405", 0, 354), ("22210103", 0, 46)]
+    damaged = posted(PostDocument("wo-5", DocType.WRITE_OFF, (Line("A1", 2),), reason="damaged"))
+    assert voucher_of(conn, damaged.document_id) == [("1901", 354, 0), ("1405", 0, 354)]
 
 
 @pytest.mark.parametrize(

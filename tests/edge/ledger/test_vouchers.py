@@ -40,9 +40,9 @@ def test_the_shipped_rule_tables_cover_every_document_type_with_leaf_accounts_of
 
 def test_every_write_off_reason_maps_to_one_loss_kind() -> None:
     assert {RULES.loss_kind(r.value) for r in WriteOffReason} <= {"abnormal", "reasonable", "disaster", "counting"}
+    # 非正常损失: 因管理不善造成被盗、丢失、霉烂变质 (theft and loss, spoiled or expired goods); breakage is not.
     assert [r for r in WriteOffReason if RULES.loss_kind(r.value) == "abnormal"] == [
         WriteOffReason.EXPIRED,
-        WriteOffReason.DAMAGED,
         WriteOffReason.SPOILED,
         WriteOffReason.THEFT,
     ]

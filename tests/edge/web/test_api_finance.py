@@ -98,6 +98,7 @@ async def test_a_write_off_is_approved_by_another_person_into_5711(box: Box) -> 
     )
     assert approved.status_code == 201, approved.text
     voucher = approved.json()["document"]["voucher"]
+    assert voucher["rule_version"] == "SE-2026.1" and voucher["tax_trusted"] is False
     assert [(v["account"], v["debit_fen"], v["credit_fen"]) for v in voucher["lines"]] == [
         ("5711", 678, 0),
         ("1901", 0, 678),
