@@ -160,7 +160,8 @@ _RULES: tuple[_CategoryRule, ...] = (
 )
 
 # Families: brands (zh|en|price multiplier) x forms (zh|en|unit|price yuan|case factor|shelf days|vat bp).
-# A form with case factor 0 has no case unit; shelf days 0 takes the category's range; vat 0 the category's.
+# A form with case factor 0 has no case unit; shelf days 0 takes the category's range; vat 0 the category's,
+# vat E exempt (免税: vegetables and fresh eggs are exempt from VAT in distribution, 财税〔2011〕137号, 〔2012〕75号).
 # A brand of "" lists complete products as forms.
 _FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     (
@@ -524,16 +525,16 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         "fresh",
         ("||1.0",),
         (
-            "德青源鲜鸡蛋 10枚|DQY fresh eggs x 10|盒|15.90|0|21|0",
+            "德青源鲜鸡蛋 10枚|DQY fresh eggs x 10|盒|15.90|0|21|E",
             "白玉内酯豆腐 400g|Baiyu silken tofu 400g|盒|3.50|0|5|1300",
-            "上海青 500g|Shanghai bok choy 500g|袋|4.50|0|3|0",
-            "西红柿 500g|tomatoes 500g|盒|5.90|0|5|0",
-            "黄瓜 500g|cucumbers 500g|袋|4.90|0|5|0",
-            "土豆 1kg|potatoes 1kg|袋|5.90|0|14|0",
-            "胡萝卜 1kg|carrots 1kg|袋|4.90|0|10|0",
+            "上海青 500g|Shanghai bok choy 500g|袋|4.50|0|3|E",
+            "西红柿 500g|tomatoes 500g|盒|5.90|0|5|E",
+            "黄瓜 500g|cucumbers 500g|袋|4.90|0|5|E",
+            "土豆 1kg|potatoes 1kg|袋|5.90|0|14|E",
+            "胡萝卜 1kg|carrots 1kg|袋|4.90|0|10|E",
             "富士苹果 4个装|Fuji apples x 4|盒|16.90|0|14|0",
             "海南香蕉 1kg|Hainan bananas 1kg|袋|9.90|0|5|0",
-            "金针菇 200g|enoki mushrooms 200g|袋|2.90|0|5|0",
+            "金针菇 200g|enoki mushrooms 200g|袋|2.90|0|5|E",
             "猪五花肉|pork belly|g|0.03|0|4|0",
             "猪里脊肉|pork tenderloin|g|0.04|0|4|0",
             "牛腩|beef brisket|g|0.09|0|4|0",
@@ -648,7 +649,7 @@ def build_catalog(seed: int = DEFAULT_SEED, *, local_store_id: str = "store-001"
                         price_fen=_yuan_to_fen(price, float(mult)),
                         case=int(case),
                         shelf=int(shelf),
-                        vat=int(vat),
+                        vat=0 if vat == "E" else int(vat) or rule.vat_rate_bp,
                     )
                 )
     suppliers = tuple(
@@ -719,7 +720,7 @@ def _make_item(
         base_unit=unit,
         storage_class=rule.spec.storage_class,
         shelf_life_days=shelf_life,
-        vat_rate_bp=vat or rule.vat_rate_bp,
+        vat_rate_bp=vat,
         price_fen=price_fen,
         cost_fen=cost_fen,
         lot_tracked=rule.lot_tracked,

@@ -98,10 +98,12 @@ def test_chilled_and_frozen_categories_have_lot_tracked_items_with_shelf_lives(s
     assert {"饮料", "零食", "粮油", "日化", "乳制品", "冷冻食品", "生鲜", "酒类", "调味品"} <= names
 
 
-def test_grain_and_fresh_produce_carry_9_percent_vat_and_most_goods_13(seeded) -> None:
+def test_grain_and_fresh_produce_carry_9_percent_vat_vegetables_and_eggs_none_and_most_goods_13(seeded) -> None:
     _, conn, _ = seeded
     rates = dict(conn.execute("SELECT vat_rate_bp, COUNT(*) FROM items GROUP BY vat_rate_bp").fetchall())
-    assert set(rates) == {900, 1300} and rates[1300] > rates[900]
+    assert set(rates) == {0, 900, 1300} and rates[1300] > rates[900] > rates[0] == 7
+    exempt = [r[0] for r in conn.execute("SELECT name FROM items WHERE vat_rate_bp = 0")]
+    assert any("鸡蛋" in name for name in exempt) and any("西红柿" in name for name in exempt)
     rice = conn.execute("SELECT vat_rate_bp FROM items WHERE name LIKE '%大米%'").fetchall()
     assert rice and all(r[0] == 900 for r in rice)
     assert conn.execute("SELECT COUNT(*) FROM items WHERE cost_fen >= price_fen OR cost_fen <= 0").fetchone()[0] == 0
