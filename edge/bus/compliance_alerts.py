@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 ALERT_KIND = "compliance"
 DAILY_AT = time(8, 0)  # local time of the daily run
+CATCH_UP_SECONDS = 3600  # between daily runs, publish alerts raised meanwhile (a paper confirmed late) hourly
 
 
 def alert_message(alert: ComplianceAlert, ts: datetime) -> bytes:
@@ -92,7 +93,8 @@ def seconds_until(now: datetime, at: time, tz: ZoneInfo) -> float:
 async def compliance_alerts_daily(
     settings: Settings, writer: LedgerWriter, publisher: Publisher, clock: Clock, *, at: time = DAILY_AT
 ) -> None:
-    """Run at once (catching up after a restart), then every day at `at` local time, until cancelled."""
+    """Run at once (catching up after a restart), then every day at `at` local time, until cancelled; in
+    between, hourly, publish what was raised meanwhile (recording is idempotent: each alert goes out once)."""
     tz = ZoneInfo(settings.timezone)
     while True:
         try:
@@ -103,4 +105,4 @@ async def compliance_alerts_daily(
             raise
         except Exception:  # a failed run (writer closing, database busy) is retried tomorrow
             log.exception("compliance alert run failed")
-        await asyncio.sleep(seconds_until(clock(), at, tz))
+        await asyncio.sleep(min(seconds_until(clock(), at, tz), CATCH_UP_SECONDS))

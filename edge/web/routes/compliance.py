@@ -585,6 +585,10 @@ async def confirm_paper(
     review ticket; a bank paper naming another account opens a bank account change."""
     fields = body.fields.model_dump(exclude_unset=True) if body is not None and body.fields is not None else None
     result: dict[str, Any] = await deps.writer.execute(cab.confirm_paper, paper_id, fields, user.username, deps.clock())
+    # A paper confirmed inside a warning window raises its alert at once (the API lists it now; the box publishes
+    # it on MQTT within the hour).
+    today = deps.clock().astimezone(ZoneInfo(deps.settings.timezone)).date()
+    await deps.writer.execute(cab.due_expiry_alerts, today, tuple(deps.settings.paper_expiry_warn_days))
     return result
 
 
