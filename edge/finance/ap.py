@@ -15,7 +15,9 @@ An invoice's life (invoices.status):
 - `rejected`: nothing posted; the invoice is kept.
 - `cancelled`: credit notes cancelled it entirely; nothing posted.
 A credit note is `netted` into its open original, `posted` with it, or (its original already booked) an
-exception of its own that a purchaser accepts (approved by another user) or rejects.
+exception of its own that a purchaser accepts (approved by another user) or rejects. Whichever way it posts,
+its entry clears the supplier's open returns (退供应商单) from 220202 first (credit_clearances); only the rest
+of its net is a price credit to cost (5401).
 """
 
 from __future__ import annotations
@@ -53,11 +55,15 @@ from edge.finance.matching import (
     POLine,
     Reason,
     ReceiptLine,
+    ReturnClearance,
+    ReturnLine,
+    clear_returns,
+    line_item,
     match_invoice,
     net_credit_notes,
     reason_credit_for_posted,
 )
-from edge.finance.prices import revised_prices
+from edge.finance.prices import agreed_for_order, agreements_of, revised_prices
 from edge.ledger.audit import append_audit
 from edge.ledger.commands import DocType, PostEntry
 from edge.ledger.errors import IdempotencyKeyReused
@@ -326,6 +332,26 @@ def _tuples(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> l
     return rows
 
 
+def _items(conn: sqlite3.Connection) -> list[ItemFact]:
+    units: dict[str, dict[str, int]] = {}
+    for sku, unit, factor in _tuples(conn, "SELECT sku, unit, factor FROM item_units"):
+        units.setdefault(sku, {})[unit] = factor
+    return [
+        ItemFact(sku, name, rate, base_unit, units.get(sku, {base_unit: 1}))
+        for sku, name, rate, base_unit in _tuples(conn, "SELECT sku, name, vat_rate_bp, base_unit FROM items")
+    ]
+
+
+def _barcodes(conn: sqlite3.Connection, invoices: Sequence[Invoice]) -> dict[str, str]:
+    """The barcodes among the codes the invoices' lines give, with their item."""
+    given = sorted({line.sku for inv in invoices for line in inv.lines if line.sku})
+    return dict(
+        _tuples(
+            conn, "SELECT code, sku FROM barcodes WHERE code IN (SELECT value FROM json_each(?))", (json.dumps(given),)
+        )
+    )
+
+
 def load_facts(conn: sqlite3.Connection, invoices: Sequence[Invoice]) -> MatchFacts:
     """Everything the match needs about these invoices' suppliers, items, POs and receipts, in a few queries
     however many invoices there are (the bulk path of the benchmark uses this too)."""
@@ -340,19 +366,8 @@ def load_facts(conn: sqlite3.Connection, invoices: Sequence[Invoice]) -> MatchFa
         (json.dumps(codes),),
     ):
         suppliers[code] = supplier_id  # the active supplier, then the lowest id, wins a shared code
-    units: dict[str, dict[str, int]] = {}
-    for sku, unit, factor in _tuples(conn, "SELECT sku, unit, factor FROM item_units"):
-        units.setdefault(sku, {})[unit] = factor
-    items = [
-        ItemFact(sku, name, rate, base_unit, units.get(sku, {base_unit: 1}))
-        for sku, name, rate, base_unit in _tuples(conn, "SELECT sku, name, vat_rate_bp, base_unit FROM items")
-    ]
-    given = sorted({line.sku for inv in invoices for line in inv.lines if line.sku})
-    barcodes = dict(
-        _tuples(
-            conn, "SELECT code, sku FROM barcodes WHERE code IN (SELECT value FROM json_each(?))", (json.dumps(given),)
-        )
-    )
+    items = _items(conn)
+    barcodes = _barcodes(conn, invoices)
     named_receipts = sorted({r for inv in invoices for r in inv.receipt_ids})
     receipts: dict[int, int | None] = dict(
         _tuples(
@@ -367,7 +382,8 @@ def load_facts(conn: sqlite3.Connection, invoices: Sequence[Invoice]) -> MatchFa
     oldest = min(inv.issue_date for inv in invoices) - timedelta(days=PO_LOOKBACK_DAYS)
     po_rows = _tuples(
         conn,
-        "SELECT d.id, l.line_no, d.counterparty, l.sku, l.qty_base, COALESCE(l.price_fen, 0), COALESCE(u.factor, 1)"
+        "SELECT d.id, l.line_no, d.counterparty, l.sku, l.qty_base, COALESCE(l.price_fen, 0), COALESCE(u.factor, 1),"
+        " d.business_date, d.posted_at"
         " FROM documents d JOIN document_lines l ON l.document_id = d.id"
         " LEFT JOIN item_units u ON u.sku = l.sku AND u.unit = l.unit"
         " WHERE d.type = 'purchase_order'"
@@ -377,20 +393,23 @@ def load_facts(conn: sqlite3.Connection, invoices: Sequence[Invoice]) -> MatchFa
         (json.dumps(sorted(set(suppliers.values()))), oldest.isoformat(), json.dumps(named_pos)),
     )
     po_ids = sorted({r[0] for r in po_rows})
+    # The expected price of a PO line: its latest revision, else the agreement it was created under, else its own.
     revised = revised_prices(conn, po_ids)
-    po_lines = [
-        POLine(
-            po_id,
-            line_no,
-            supplier,
-            sku,
-            qty,
-            revised.get((po_id, line_no), price),
-            factor,
-            (po_id, line_no) in revised,
-        )
-        for po_id, line_no, supplier, sku, qty, price, factor in po_rows
-    ]
+    agreements = agreements_of(conn, {r[2] for r in po_rows})
+    po_lines = []
+    for po_id, line_no, supplier, sku, qty, price, factor, business_date, posted in po_rows:
+        revision = revised.get((po_id, line_no))
+        if revision is not None:
+            po_lines.append(POLine(po_id, line_no, supplier, sku, qty, revision[0], factor, True, revision[1]))
+            continue
+        candidates = agreements.get((supplier, sku)) if agreements else None
+        under = agreed_for_order(candidates, business_date, datetime.fromisoformat(posted)) if candidates else None
+        if under is not None:
+            po_lines.append(
+                POLine(po_id, line_no, supplier, sku, qty, under.price_fen * factor, factor, False, under.price_fen)
+            )
+        else:
+            po_lines.append(POLine(po_id, line_no, supplier, sku, qty, price, factor))
     ids = json.dumps(po_ids)
     invoiced = {
         (r[0], r[1]): (r[2], r[3])
@@ -479,9 +498,23 @@ def _settle(
                 for c in result.clearances
             ],
         )
+        # The credit notes correct this invoice first: what they credit down to the amount the match expects
+        # of what was received clears no return; only what they credit beyond that clears open returns.
+        correcting = max(0, invoice.net_fen - sum(m.expected_net_fen or 0 for m in result.lines))
         for credit in credits:
             credit_id = _id_of(conn, credit.invoice_no)
-            credit_doc = _post_credit(conn, ctx, credit_id, credit, result.supplier_id, actor, tax_trusted)
+            correction = min(correcting, -credit.net_fen)
+            correcting -= correction
+            credit_doc = _post_credit(
+                conn,
+                ctx,
+                credit_id,
+                credit,
+                result.supplier_id,
+                actor,
+                tax_trusted,
+                returns_up_to=-credit.net_fen - correction,
+            )
             _set_status(conn, ctx, credit_id, "posted", actor, document_id=credit_doc, tax_trusted=tax_trusted)
         status = "accepted" if force else ("credited" if credits else "matched")
         _set_status(conn, ctx, invoice_id, status, actor, document_id=document_id, tax_trusted=tax_trusted)
@@ -525,20 +558,59 @@ def _post_credit(
     supplier_id: str,
     actor: str,
     tax_trusted: bool,
+    returns_up_to: int | None = None,
 ) -> int:
-    # A credit note's amounts are given as positive figures; the rule books them red-letter. It clears no
-    # receipt value itself: the invoice it is netted with clears what was received.
+    """Post a credit note's entry (every path does so here). Its amounts are given as positive figures; the rule
+    books them red-letter. Its `estimate` is what it clears of the supplier's open returns (the 220202 debit a
+    supplier return leaves until the supplier credits it), recorded in credit_clearances; only the rest of its
+    net (a pure price credit) goes to cost (5401). It clears no receipt value: the invoice it is netted with, or
+    that was booked before it, cleared what was received. `returns_up_to` caps what it clears of returns."""
+    cleared: tuple[ReturnClearance, ...] = ()
+    if returns_up_to is None or returns_up_to > 0:
+        open_returns = _open_returns(conn, supplier_id)
+        if open_returns:
+            cleared = clear_returns(credit, _line_items(conn, credit), open_returns, returns_up_to)
+    estimate = sum(c.net_fen for c in cleared)
     entry = PostEntry(
         key=f"invoice:{credit_id}:{DocType.CREDIT_NOTE.value}",
         type=DocType.CREDIT_NOTE,
-        amounts=(("estimate", 0), ("net", -credit.net_fen), ("tax", -credit.tax_fen)),
+        amounts=(("estimate", estimate), ("net", -credit.net_fen), ("tax", -credit.tax_fen)),
         counterparty=supplier_id,
+        ref_id=cleared[0].return_id if cleared else None,  # the ledger then refuses reversing that return
         note=f"红字发票 {credit.invoice_no} (原发票 {credit.original_invoice_no})",
         tax_trusted=tax_trusted,
         actor=actor,
     )
     conn.execute("UPDATE invoices SET supplier_id = ? WHERE id = ?", (supplier_id, credit_id))
-    return _posted(conn, ctx, entry, credit.invoice_no)
+    document_id = _posted(conn, ctx, entry, credit.invoice_no)
+    conn.executemany(
+        "INSERT INTO credit_clearances (credit_id, credit_line_no, return_id, return_line_no, net_fen)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [(credit_id, c.credit_line_no, c.return_id, c.return_line_no, c.net_fen) for c in cleared],
+    )
+    return document_id
+
+
+def _line_items(conn: sqlite3.Connection, invoice: Invoice) -> dict[int, str | None]:
+    """The item each line of an invoice or credit note names (None: none or several), as the match finds it."""
+    facts = MatchFacts.build({}, _items(conn), _barcodes(conn, [invoice]), (), ())
+    return {line.line_no: line_item(line, facts) for line in invoice.lines}
+
+
+def _open_returns(conn: sqlite3.Connection, supplier_id: str) -> list[ReturnLine]:
+    """The supplier's return lines with net value not yet cleared by a credit note, oldest first; reversed
+    returns are not open (their reversal took the value back out of 220202)."""
+    rows = _tuples(
+        conn,
+        "SELECT d.id, l.line_no, l.sku, l.gross_fen - l.tax_fen - COALESCE((SELECT SUM(c.net_fen)"
+        "  FROM credit_clearances c WHERE c.return_id = d.id AND c.return_line_no = l.line_no), 0)"
+        " FROM documents d JOIN document_lines l ON l.document_id = d.id"
+        " WHERE d.type = 'supplier_return' AND d.counterparty = ?"
+        " AND NOT EXISTS (SELECT 1 FROM documents v WHERE v.reverses_id = d.id)"
+        " ORDER BY d.posted_at, d.id, l.line_no",
+        (supplier_id,),
+    )
+    return [ReturnLine(int(r[0]), int(r[1]), str(r[2]), int(r[3])) for r in rows if r[3] > 0]
 
 
 def _posted(conn: sqlite3.Connection, ctx: PostingContext, entry: PostEntry, invoice_no: str) -> int:
@@ -743,7 +815,8 @@ _ACTION_ZH = {
 
 def _book_credit_for_posted(conn: sqlite3.Connection, ctx: PostingContext, credit_id: int, actor: str) -> None:
     """An approved credit note whose original was already booked: a credit_note entry on its own, not
-    tax-trusted, clearing no receipt value (its difference goes to cost)."""
+    tax-trusted. It clears no receipt value; it clears the supplier's open returns (`_post_credit`), and only
+    what it credits beyond them goes to cost."""
     credit = load_invoice(conn, credit_id)
     supplier = conn.execute(
         "SELECT supplier_id FROM invoices WHERE invoice_no = ?", (credit.original_invoice_no,)
@@ -787,6 +860,14 @@ def get_invoice(conn: sqlite3.Connection, invoice_id: int) -> dict[str, Any]:
             for r in conn.execute(
                 "SELECT invoice_line_no, receipt_id, receipt_line_no, po_id, qty_base, net_fen FROM invoice_clearances"
                 " WHERE invoice_id = ? ORDER BY invoice_line_no, receipt_id, receipt_line_no",
+                (invoice_id,),
+            )
+        ],
+        "return_clearances": [
+            dict(r)
+            for r in conn.execute(
+                "SELECT credit_line_no, return_id, return_line_no, net_fen FROM credit_clearances"
+                " WHERE credit_id = ? ORDER BY credit_line_no, return_id, return_line_no",
                 (invoice_id,),
             )
         ],

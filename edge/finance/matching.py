@@ -13,7 +13,8 @@ Per invoice line:
   what is left by at most `qty_tolerance` base units (else: short delivery, 发票数量多于实收);
 - the order: it may not exceed what is left to invoice on the POs it clears (else: 发票数量多于订单);
 - the price: the expected line gross is the quantity times the effective PO price (per unit including VAT:
-  the latest price revision from a price agreement, else the PO line's price), rounded half-up once;
+  the latest price revision from a price agreement, else the agreement the PO was created under, else the PO
+  line's price), rounded half-up once;
   its VAT is taken out with the item's rate; the invoice amount and tax may differ from the expected net and
   VAT by at most `price_tolerance_fen` and `tax_tolerance_fen`;
 - the time: the invoice arrives at most `window_hours` after the receipts it clears were posted.
@@ -79,6 +80,9 @@ class POLine:
     price_fen: int
     factor: int
     revised: bool = False  # the price comes from a price agreement's revision, not the PO line
+    # The agreed price per base unit (incl. VAT) when the price comes from a price agreement: by a revision, or
+    # because the PO was created under the agreement (then `price_fen` is it times `factor`, `revised` False).
+    agreed_price_fen: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,19 +629,30 @@ def _match(
                 )
         price_diff = line.amount_fen - expected_net
         if abs(price_diff) > policy.price_tolerance_fen:
+            # Which price the expectation rests on: one agreed price for every part, else the order price.
+            priced = [po_by_id[p][0] for p in cleared_pos]
+            if not priced:  # nothing received: priced at the oldest PO, as above
+                priced.append(next(iter(po_by_id.values()))[0])
+            agreed = {p.agreed_price_fen for p in priced}
+            agreed_fen = agreed.pop() if len(agreed) == 1 else None
+            basis, basis_en = "按订单价", "at the order price"
+            if agreed_fen is not None:
+                basis = f"按协议价 {format_yuan(agreed_fen)} 元"
+                basis_en = f"at the agreed price {format_yuan(agreed_fen)}"
             reasons.append(
                 _line_reason(
                     "price_difference",
                     line.line_no,
                     f"价差 {price_diff} 分: 商品 {sku} 发票金额 {format_yuan(line.amount_fen)} 元，"
-                    f"按订单价应为 {format_yuan(expected_net)} 元 (不含税)",
+                    f"{basis}应为 {format_yuan(expected_net)} 元 (不含税)",
                     f"price difference of {price_diff} fen: item {sku} invoice amount {format_yuan(line.amount_fen)}, "
-                    f"expected {format_yuan(expected_net)} at the order price (excl. VAT)",
+                    f"expected {format_yuan(expected_net)} {basis_en} (excl. VAT)",
                     sku=sku,
                     difference_fen=price_diff,
                     invoice_fen=line.amount_fen,
                     expected_fen=expected_net,
                     tolerance_fen=policy.price_tolerance_fen,
+                    agreed_price_fen=agreed_fen,
                 )
             )
         tax_diff = line.tax_fen - expected_tax
@@ -684,6 +699,72 @@ def _match(
 
 
 # --- credit notes -------------------------------------------------------------------------------
+
+
+def line_item(line: InvoiceLine, facts: MatchFacts) -> str | None:
+    """The item an invoice or credit note line names (by sku, barcode or name, as the match finds it), or None
+    when it names none or several."""
+    sku, _problem = _resolve_sku(line, facts)
+    return sku
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnLine:
+    """A supplier return line (退供应商单) with its net value (excl. VAT) not yet cleared by a credit note: the
+    return booked that value to 220202 red-letter, a debit waiting for the supplier's credit note."""
+
+    return_id: int
+    line_no: int
+    sku: str
+    open_net_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnClearance:
+    """Return value a credit note line clears, so the same return value is never credited twice."""
+
+    credit_line_no: int
+    return_id: int
+    return_line_no: int
+    net_fen: int
+
+
+def clear_returns(
+    credit: Invoice,
+    items: Mapping[int, str | None],
+    open_returns: Sequence[ReturnLine],
+    limit_fen: int | None = None,
+) -> tuple[ReturnClearance, ...]:
+    """What a credit note clears of its supplier's open returns: its `estimate` (冲回暂估) is their sum.
+
+    Each credit line's net (its amount, negative on the credit note) clears the open value of the supplier's
+    returns of the line's item (`items`: credit line no -> sku; of any item when the line names none), oldest
+    return first (`open_returns` in that order); the lines naming an item go first. What a line credits beyond
+    the open return value is a pure price credit (it goes to cost, 5401); a return credited for less than its
+    value keeps the rest open for a later credit note. `limit_fen` caps the whole (a credit note netted into
+    its invoice clears returns only with what it credits beyond correcting that invoice).
+    """
+    left = {(r.return_id, r.line_no): r.open_net_fen for r in open_returns}
+    cleared: list[ReturnClearance] = []
+    budget = -credit.net_fen if limit_fen is None else min(limit_fen, -credit.net_fen)
+    for line in sorted(credit.lines, key=lambda x: (items.get(x.line_no) is None, x.line_no)):
+        wanted = min(-line.amount_fen, budget)
+        sku = items.get(line.line_no)
+        for r in open_returns:
+            if wanted <= 0:
+                break
+            if sku is not None and r.sku != sku:
+                continue
+            key = (r.return_id, r.line_no)
+            available = left[key]
+            if available <= 0:
+                continue
+            take = min(wanted, available)
+            left[key] = available - take
+            wanted -= take
+            budget -= take
+            cleared.append(ReturnClearance(line.line_no, r.return_id, r.line_no, take))
+    return tuple(cleared)
 
 
 def _line_key(line: InvoiceLine) -> str:

@@ -4,7 +4,9 @@ Recording one updates everything tied to it in the same transaction: the supplie
 agreements), the contract record, the open purchase orders of that supplier and item whose business date
 falls in the validity and of which nothing was received yet (a `po_price_revisions` row keeps the old and
 the new price: the ledger's PO lines are append-only and stay as posted), and so the three-way match's
-expected price, which is the latest revision of a PO line. Every change is in the audit trail.
+expected price: the latest revision of a PO line, else the agreement the PO was created under (recorded
+before the PO and valid on its business date), else the PO line's own price. Every change is in the audit
+trail.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
@@ -159,9 +161,11 @@ def _revise_open_orders(
     conn: sqlite3.Connection, agreement: PriceAgreementIn, agreement_id: int, actor: str, ts: str
 ) -> None:
     """Revise the price of the PO lines of this supplier and item with a business date in the validity and
-    nothing of the item received against the PO yet (not reversed POs and receipts only)."""
+    nothing of the item received against the PO yet (not reversed POs and receipts only). The old price is the
+    line's effective price: its latest revision, else the agreement it was created under, else its own."""
     rows = conn.execute(
-        "SELECT d.id AS po_id, l.line_no, l.unit, l.price_fen, COALESCE(u.factor, 1) AS factor,"
+        "SELECT d.id AS po_id, d.business_date, d.posted_at, l.line_no, l.unit, l.price_fen,"
+        " COALESCE(u.factor, 1) AS factor,"
         " (SELECT r.new_price_fen FROM po_price_revisions r WHERE r.po_id = d.id AND r.po_line_no = l.line_no"
         "  ORDER BY r.id DESC LIMIT 1) AS revised_fen"
         " FROM documents d JOIN document_lines l ON l.document_id = d.id"
@@ -180,8 +184,17 @@ def _revise_open_orders(
             agreement.valid_to.isoformat(),
         ),
     ).fetchall()
+    earlier = [
+        a
+        for a in agreements_of(conn, [agreement.supplier_id]).get((agreement.supplier_id, agreement.sku), [])
+        if a.id != agreement_id
+    ]
     for row in rows:
-        old = int(row["revised_fen"] if row["revised_fen"] is not None else (row["price_fen"] or 0))
+        if row["revised_fen"] is not None:
+            old = int(row["revised_fen"])
+        else:
+            under = agreed_for_order(earlier, row["business_date"], datetime.fromisoformat(row["posted_at"]))
+            old = under.price_fen * int(row["factor"]) if under is not None else int(row["price_fen"] or 0)
         new = agreement.price_fen * int(row["factor"])
         if old == new:
             continue
@@ -219,6 +232,48 @@ def _revise_open_orders(
                 "contract_no": agreement.contract_no,
             },
         )
+
+
+# --- the match's price base ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgreedPrice:
+    """An agreement as the match's price base sees it: price per base unit (VAT included) and when it applies."""
+
+    id: int
+    price_fen: int
+    valid_from: str  # ISO dates, both included
+    valid_to: str
+    recorded_at: datetime
+
+
+def agreements_of(conn: sqlite3.Connection, supplier_ids: Iterable[str]) -> dict[tuple[str, str], list[AgreedPrice]]:
+    """Every agreement of these suppliers by (supplier, sku), the latest recorded first, in one query."""
+    found: dict[tuple[str, str], list[AgreedPrice]] = {}
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    for agreement_id, supplier_id, sku, price, valid_from, valid_to, recorded_at in cursor.execute(
+        "SELECT id, supplier_id, sku, price_fen, valid_from, valid_to, recorded_at FROM price_agreements"
+        " WHERE supplier_id IN (SELECT value FROM json_each(?)) ORDER BY id DESC",
+        (json.dumps(sorted(set(supplier_ids))),),
+    ):
+        found.setdefault((supplier_id, sku), []).append(
+            AgreedPrice(int(agreement_id), int(price), valid_from, valid_to, datetime.fromisoformat(recorded_at))
+        )
+    return found
+
+
+def agreed_for_order(agreements: Sequence[AgreedPrice], business_date: str, posted_at: datetime) -> AgreedPrice | None:
+    """The agreement a purchase order was created under: of those recorded before the PO was posted and valid
+    on its business date (ISO), the latest recorded; None if there is none. `agreements` are latest first.
+
+    An agreement recorded after the PO does not count here: it revised the PO if the PO was still open
+    (`po_price_revisions`), and leaves a PO with goods already received at the price it was placed at."""
+    for agreement in agreements:
+        if agreement.recorded_at < posted_at and agreement.valid_from <= business_date <= agreement.valid_to:
+            return agreement
+    return None
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -325,13 +380,16 @@ def list_revisions(
     ]
 
 
-def revised_prices(conn: sqlite3.Connection, po_ids: Iterable[int]) -> dict[tuple[int, int], int]:
-    """The latest revised price (per the PO line's unit) of each revised line of these POs, in one query."""
+def revised_prices(conn: sqlite3.Connection, po_ids: Iterable[int]) -> dict[tuple[int, int], tuple[int, int]]:
+    """The latest revision of each revised line of these POs, in one query: (the new price per the PO line's
+    unit, the agreed price per base unit that caused it)."""
     ids = json.dumps(sorted(set(po_ids)))
     rows = conn.execute(
-        "SELECT po_id, po_line_no, new_price_fen FROM po_price_revisions r"
-        " WHERE po_id IN (SELECT value FROM json_each(?))"
-        " AND id = (SELECT MAX(id) FROM po_price_revisions x WHERE x.po_id = r.po_id AND x.po_line_no = r.po_line_no)",
+        "SELECT r.po_id, r.po_line_no, r.new_price_fen, a.price_fen FROM po_price_revisions r"
+        " JOIN price_agreements a ON a.id = r.agreement_id"
+        " WHERE r.po_id IN (SELECT value FROM json_each(?))"
+        " AND r.id = (SELECT MAX(id) FROM po_price_revisions x"
+        "  WHERE x.po_id = r.po_id AND x.po_line_no = r.po_line_no)",
         (ids,),
     ).fetchall()
-    return {(int(r[0]), int(r[1])): int(r[2]) for r in rows}
+    return {(int(r[0]), int(r[1])): (int(r[2]), int(r[3])) for r in rows}

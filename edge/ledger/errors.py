@@ -38,6 +38,18 @@ class LedgerError(DomainError):
     code = "ledger_error"
 
 
+class RefusedByRule(LedgerError):
+    """A rule another package keeps in the database (a trigger whose message starts `refused: `) refused the
+    posting, e.g. reversing a supplier return a credit note has cleared."""
+
+    code = "refused_by_rule"
+    status = 409
+
+    def __init__(self, text: str) -> None:
+        zh, _, en = text.partition(" / ")
+        super().__init__(zh, en or zh)
+
+
 class InvalidCommand(LedgerError):
     code = "invalid_command"
     status = 422

@@ -37,6 +37,7 @@ from edge.ledger.errors import (
     InvalidCommand,
     LedgerError,
     NotReversible,
+    RefusedByRule,
     UnknownDocument,
     UnknownLocation,
 )
@@ -68,6 +69,7 @@ DOC_PREFIX: dict[DocType, str] = {
     DocType.SUPPLIER_PAYMENT: "PY",
     DocType.LOSS_APPROVAL: "LA",
 }
+RULE_REFUSAL = "refused: "  # a trigger's message that refuses a posting by a business rule (RefusedByRule)
 MAX_AMOUNT_FEN = 10**13  # a hundred billion yuan: any larger figure is a typing error
 
 # A guard sees a stock document before it is written (with its gross total in fen and the business date) and
@@ -162,6 +164,16 @@ def post(conn: sqlite3.Connection, command: Command, ctx: PostingContext) -> Pos
             command.key,
             _invalid("金额或数量超出可记账范围", "amounts or quantities are too large to book", field="lines"),
         )
+        _record(conn, command.key, fingerprint, result, ctx)
+        conn.execute("RELEASE post")
+        return result
+    except sqlite3.IntegrityError as exc:
+        if not str(exc).startswith(RULE_REFUSAL):
+            conn.execute("ROLLBACK TO post")
+            conn.execute("RELEASE post")
+            raise
+        conn.execute("ROLLBACK TO post")
+        result = _failure(command.key, RefusedByRule(str(exc).removeprefix(RULE_REFUSAL)))
         _record(conn, command.key, fingerprint, result, ctx)
         conn.execute("RELEASE post")
         return result

@@ -160,6 +160,15 @@ class ClearanceOut(BaseModel):
     net_fen: int
 
 
+class ReturnClearanceOut(BaseModel):
+    """What a credit note cleared of a supplier return's value in 220202 暂估应付."""
+
+    credit_line_no: int
+    return_id: int = Field(description="the supplier_return document")
+    return_line_no: int
+    net_fen: int
+
+
 class CreditNoteRefOut(BaseModel):
     id: int
     invoice_no: str
@@ -197,6 +206,9 @@ class InvoiceOut(InvoiceSummaryOut):
     lines: list[InvoiceLineOut]
     exception: ExceptionOut | None
     clearances: list[ClearanceOut] = Field(description="receipt quantities this invoice cleared when it was booked")
+    return_clearances: list[ReturnClearanceOut] = Field(
+        description="for a credit note: the supplier returns whose value it cleared from 220202"
+    )
     credit_notes: list[CreditNoteRefOut]
 
 

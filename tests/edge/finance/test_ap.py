@@ -440,6 +440,244 @@ def test_a_credit_note_for_a_rejected_invoice_books_nothing(store: Store) -> Non
     assert note["status"] == "rejected" and note["document_id"] is None
 
 
+# --- supplier returns and their credit notes ----------------------------------------------------
+
+CASE_5675 = 5675  # 56.75 a case incl. 13% VAT: 10 cases gross 56750, VAT 6529, net 50221 (20925 per 100 cans)
+
+
+def cola_at(cases: int, price_fen: int) -> Line:
+    return Line("COLA", cases, price_fen=price_fen, unit="case")
+
+
+def return_to_supplier(store: Store, *lines: Line, supplier: str = "sup-1") -> int:
+    sr = PostDocument(f"sr-{next(store.keys)}", DocType.SUPPLIER_RETURN, lines, counterparty=supplier)
+    return int(store.post(sr).document_id or 0)
+
+
+def amount_line(
+    cases: int, net: int, tax: int, name: str = "*饮料*可乐 330ml", unit: str | None = "case"
+) -> InvoiceLine:
+    return InvoiceLine(1, name, cases, net, 1300, tax, unit=unit)
+
+
+def book_credit_for_posted(store: Store, note: Invoice) -> dict[str, Any]:
+    entered = store.one(note)
+    assert entered["status"] == "exception"
+    assert [r["code"] for r in entered["exception"]["reasons"]] == ["credit_for_posted_invoice"]
+    store.resolve(entered, "accept", "purchaser")
+    return dict(store.resolve(entered, "approve", "accountant")["invoice"])
+
+
+def test_a_supplier_return_and_its_credit_note_book_the_money_once(store: Store) -> None:
+    """The reviewer's case: 10 cases received and invoiced, 1 case returned at 46.00, the supplier's credit note
+    (-40.71, VAT -5.29) for it. The credit note clears the return's 4071 from 220202; 5401 keeps only the
+    return's real price difference (cost 5022 - net 4071 = 951)."""
+    po = store.order(cola_at(10, CASE_5675))
+    store.receive(po, cola_at(10, CASE_5675))
+    store.now += timedelta(hours=2)
+    net, tax = net_tax(10 * CASE_5675, 1300)
+    assert (net, tax) == (50221, 6529)
+    original = store.one(invoice(amount_line(10, net, tax)))
+    assert original["status"] == "matched"
+    returned = return_to_supplier(store, cola_at(1, 4600))
+    assert sorted(store.voucher(returned)["lines"]) == [("1405", -5022, 0), ("220202", 0, -4071), ("5401", 951, 0)]
+    assert store.balance("220202", "sup-1") == 4071  # the return's value waits for the supplier's credit note
+    note = credit_note(amount_line(1, 4071, 529), number="24312000000099999999", original=original["invoice_no"])
+    booked = book_credit_for_posted(store, note)
+    assert booked["status"] == "accepted" and booked["tax_trusted"] is False
+    assert booked["return_clearances"] == [
+        {"credit_line_no": 1, "return_id": returned, "return_line_no": 1, "net_fen": 4071}
+    ]
+    assert sorted(store.voucher(booked["document_id"])["lines"]) == [
+        ("220201", 0, -4600),
+        ("220202", -4071, 0),
+        ("22210101", -529, 0),
+    ]
+    document = store.conn.execute("SELECT * FROM documents WHERE id = ?", (booked["document_id"],)).fetchone()
+    assert (document["type"], document["ref_id"]) == ("credit_note", returned)
+    assert store.balance("220202", "sup-1") == 0
+    assert store.balance("5401") == 951
+    assert store.balance("220201", "sup-1") == -(56750 - 4600)
+    assert store.balance("22210101") == 6529 - 529
+    assert store.balance("1405") == 50221 - 5022
+    # The return cannot be reversed now that the supplier credited it: the credit note refers to it.
+    refused = store.run(lambda conn, ctx: post(conn, ReverseDocument("rv-sr", returned), ctx))
+    assert not refused.ok and refused.code == "not_reversible"
+    assert verify_chain(store.conn) == []
+
+
+def test_return_value_is_cleared_once_and_a_credit_beyond_it_is_a_price_credit(store: Store) -> None:
+    po = store.order(cola(10))
+    store.receive(po, cola(10))
+    original = store.one(invoice(cola_line(10)))
+    returned = return_to_supplier(store, cola_at(1, 4600))  # cost 4800, net 4071: 5401 +729
+    assert store.balance("5401") == 729
+    # The supplier credits the case at the invoice price, 48.00: 4071 clears the return, 729 is a price credit.
+    first = book_credit_for_posted(
+        store, credit_note(amount_line(1, 4800, 624), number="24312000000099999991", original=original["invoice_no"])
+    )
+    assert [c["net_fen"] for c in first["return_clearances"]] == [4071]
+    assert sorted(store.voucher(first["document_id"])["lines"]) == [
+        ("220201", 0, -5424),
+        ("220202", -4071, 0),
+        ("22210101", -624, 0),
+        ("5401", -729, 0),
+    ]
+    assert store.balance("220202", "sup-1") == 0 and store.balance("5401") == 0
+    # A second credit note finds nothing open: all of it is a price credit.
+    second = book_credit_for_posted(
+        store, credit_note(amount_line(1, 1000, 130), number="24312000000099999992", original=original["invoice_no"])
+    )
+    assert second["return_clearances"] == []
+    assert ("5401", -1000, 0) in store.voucher(second["document_id"])["lines"]
+    assert store.balance("220202", "sup-1") == 0
+    with pytest.raises(sqlite3.IntegrityError, match="credited twice"):
+        store.conn.execute("INSERT INTO credit_clearances VALUES (?, 1, ?, 1, 1)", (second["id"], returned))
+
+
+def test_a_credit_note_for_less_than_the_return_keeps_the_rest_open(store: Store) -> None:
+    po = store.order(cola(10))
+    store.receive(po, cola(10))
+    original = store.one(invoice(cola_line(10)))
+    return_to_supplier(store, cola_at(1, 4600))
+    number = iter(f"2431200000009999999{i}" for i in range(10))
+    part = book_credit_for_posted(
+        store, credit_note(amount_line(1, 3000, 390), number=next(number), original=original["invoice_no"])
+    )
+    assert [c["net_fen"] for c in part["return_clearances"]] == [3000]
+    assert store.balance("220202", "sup-1") == 1071
+    rest = book_credit_for_posted(
+        store, credit_note(amount_line(1, 1071, 139), number=next(number), original=original["invoice_no"])
+    )
+    assert [c["net_fen"] for c in rest["return_clearances"]] == [1071]
+    assert store.balance("220202", "sup-1") == 0
+
+
+def test_a_credit_note_clears_the_returns_of_the_item_it_names_oldest_first(store: Store) -> None:
+    po = store.order(cola(10), milk(20))
+    store.receive(po, cola(10), milk(20))
+    original = store.one(invoice(cola_line(10), milk_line(20)))
+    milk_back = return_to_supplier(store, milk(2))  # 2 x 9.00: net 1651
+    older = return_to_supplier(store, cola_at(1, 4600))  # net 4071
+    newer = return_to_supplier(store, cola_at(1, 4600))
+    assert store.balance("220202", "sup-1") == 1651 + 2 * 4071
+    booked = book_credit_for_posted(
+        store, credit_note(amount_line(2, 6000, 780), number="24312000000099999999", original=original["invoice_no"])
+    )
+    assert [(c["return_id"], c["net_fen"]) for c in booked["return_clearances"]] == [(older, 4071), (newer, 1929)]
+    assert store.balance("220202", "sup-1") == 1651 + 4071 - 1929
+    assert milk_back not in {c["return_id"] for c in booked["return_clearances"]}
+    # A line naming no known item clears the supplier's returns of any item.
+    unnamed = InvoiceLine(1, "*其他*折让", -1, -5000, 1300, -650)
+    any_item = book_credit_for_posted(
+        store, invoice(unnamed, number="24312000000099999998", original_invoice_no=original["invoice_no"])
+    )
+    assert [(c["return_id"], c["net_fen"]) for c in any_item["return_clearances"]] == [
+        (milk_back, 1651),
+        (newer, 2142),
+    ]
+    assert store.balance("220202", "sup-1") == 0
+    # Every return cleared: the second one is not referred to by a credit note, the database refuses it anyway,
+    # and the ledger answers that refusal like any other (recorded under the key, nothing written).
+    refused = store.run(lambda conn, ctx: post(conn, ReverseDocument("rv-newer", newer), ctx))
+    assert (refused.ok, refused.code) == (False, "refused_by_rule")
+    assert refused.message == "已被红字发票冲抵的退货不能冲销"
+    assert refused.message_en == "a supplier return cleared by a credit note cannot be reversed"
+
+
+def test_a_reversed_return_is_not_cleared(store: Store) -> None:
+    po = store.order(cola(10))
+    store.receive(po, cola(10))
+    original = store.one(invoice(cola_line(10)))
+    returned = return_to_supplier(store, cola_at(1, 4600))
+    store.post(ReverseDocument("rv-sr", returned))
+    assert store.balance("220202", "sup-1") == 0
+    booked = book_credit_for_posted(
+        store, credit_note(amount_line(1, 4071, 529), number="24312000000099999999", original=original["invoice_no"])
+    )
+    assert booked["return_clearances"] == []
+    assert ("5401", -4071, 0) in store.voucher(booked["document_id"])["lines"]
+    with pytest.raises(sqlite3.IntegrityError, match="reversed supplier return"):
+        store.conn.execute("INSERT INTO credit_clearances VALUES (?, 1, ?, 1, 1)", (booked["id"], returned))
+    with pytest.raises(sqlite3.IntegrityError, match="supplier return lines only"):
+        store.conn.execute("INSERT INTO credit_clearances VALUES (?, 1, ?, 1, 1)", (booked["id"], po))
+
+
+def test_a_credit_note_netted_into_its_invoice_corrects_it_before_clearing_returns(store: Store) -> None:
+    """An invoice billing 12 cases for 10 received, an unrelated return open: the requested credit note for the
+    2 cases corrects the invoice and leaves the return for its own credit note."""
+    po = store.order(cola(10))
+    store.receive(po, cola(10))
+    returned = return_to_supplier(store, cola_at(1, 4600))
+    entered = store.one(invoice(cola_line(12)))
+    store.resolve(entered, "request_credit_note", "purchaser")
+    netted = store.one(credit_note(cola_line(2), number="24312000000099999999", original=entered["invoice_no"]))
+    assert netted["status"] == "posted" and netted["return_clearances"] == []
+    assert store.balance("220202", "sup-1") == 4071
+    assert store.balance("5401") == 729  # only the return's price difference
+    # A netted credit note that takes the invoice below what the match expects clears open returns with the rest.
+    po2 = store.order(cola(10))
+    store.receive(po2, cola(10))
+    store.now += timedelta(hours=80)  # late: waits for a person
+    late = store.one(invoice(cola_line(10), number="24312000000012340002"))
+    assert [r["code"] for r in late["exception"]["reasons"]] == ["late_invoice"]
+    store.resolve(late, "request_credit_note", "purchaser")
+    # A credit of 40.71 without quantity (the invoice keeps its 10 cases): below the expected 480.00.
+    store.one(credit_note(amount_line(0, 4071, 529), number="24312000000099999998", original=late["invoice_no"]))
+    pending = store.invoice(late["id"])
+    assert pending["status"] == "exception"  # now also a price difference of -4071
+    store.resolve(pending, "accept", "purchaser")
+    store.resolve(pending, "approve", "accountant")
+    credit = store.invoice(_credit_id(store, "24312000000099999998"))
+    assert credit["status"] == "posted"
+    assert [(c["return_id"], c["net_fen"]) for c in credit["return_clearances"]] == [(returned, 4071)]
+    assert store.balance("220202", "sup-1") == 0
+
+
+def _credit_id(store: Store, number: str) -> int:
+    return int(store.conn.execute("SELECT id FROM invoices WHERE invoice_no = ?", (number,)).fetchone()[0])
+
+
+# --- price agreements in the match --------------------------------------------------------------
+
+
+def test_a_po_created_under_an_agreement_is_matched_at_the_agreed_price(store: Store) -> None:
+    from edge.finance.prices import PriceAgreementIn, record_agreement
+
+    before = store.order(cola(2))  # placed and received before the agreement: keeps its price
+    store.receive(before, cola(2))
+    store.now += timedelta(minutes=1)
+    store.conn.execute("BEGIN IMMEDIATE")
+    agreement = PriceAgreementIn("sup-1", "COLA", 215, date(2024, 6, 1), date(2024, 6, 30), "HT-2024-001")
+    record_agreement(store.conn, agreement, "pa-1", "purchaser", store.now)
+    store.conn.execute("COMMIT")
+    store.now += timedelta(minutes=1)
+    after = store.order(cola(2))  # placed after the agreement at the old price 54.24 a case: not revised
+    other = store.order(cola(2), supplier="sup-2")
+    facts = ap.load_facts(store.conn, [invoice(cola_line(2))])
+    prices = {(p.po_id, p.price_fen, p.agreed_price_fen, p.revised) for ps in facts.po_lines.values() for p in ps}
+    assert prices == {(before, 5424, None, False), (after, 215 * 24, 215, False)}
+    facts2 = ap.load_facts(store.conn, [invoice(cola_line(2), seller=SELLER2)])
+    assert [(p.price_fen, p.agreed_price_fen) for p in facts2.po_lines[("sup-2", "COLA")] if p.po_id == other] == [
+        (5424, None)
+    ]
+    store.receive(after, cola(2))
+    at_old = store.one(invoice(cola_line(2), po_id=after))
+    reasons = at_old["exception"]["reasons"]
+    assert [r["code"] for r in reasons] == ["price_difference", "tax_difference"]
+    net, tax = net_tax(48 * 215, 1300)
+    assert reasons[0]["message"] == (
+        f"第 1 行: 价差 {9600 - net} 分: 商品 COLA 发票金额 96.00 元，按协议价 2.15 元应为 {net / 100:.2f} 元 (不含税)"
+    )
+    assert "at the agreed price 2.15" in reasons[0]["message_en"]
+    assert reasons[0]["detail"]["agreed_price_fen"] == 215
+    store.resolve(at_old, "reject", "purchaser")
+    at_agreed = store.one(invoice(amount_line(48, net, tax, unit=None), number="24312000000012340003", po_id=after))
+    assert at_agreed["status"] == "matched" and at_agreed["tax_trusted"] is True
+    # The PO placed before the agreement is still matched at its own price.
+    assert store.one(invoice(cola_line(2), number="24312000000012340004", po_id=before))["status"] == "matched"
+
+
 def test_reversed_receipts_are_not_matched(store: Store) -> None:
     po = store.order(cola(2))
     rc = store.receive(po, cola(2))

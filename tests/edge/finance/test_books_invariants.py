@@ -7,6 +7,9 @@ write-offs and their approval, payments, and reversals of the last document. Aft
 - every voucher balances;
 - GL 1405 equals the value of the stock outside transit;
 - AP per supplier (220201) equals the invoices booked − payments − credit notes;
+- the estimate per supplier (220202 暂估应付, a credit) equals the receipts' net − the supplier returns' net −
+  what invoices cleared of the receipts + what credit notes cleared of the returns (reversed documents left
+  out); no return line is credited beyond its net value, and no reversed return is credited;
 - a reversal of the last document restores every stock balance and every account balance.
 """
 
@@ -179,6 +182,52 @@ class Books(RuleBasedStateMachine):
         if entered.get("exception"):
             self.exceptions.append(int(entered["exception"]["id"]))
 
+    @precondition(lambda self: bool(self.booked))
+    @rule(sku=st.sampled_from(sorted(ITEMS)))
+    def credit_the_returns(self, sku: str) -> None:
+        """The supplier's credit note for all that was returned of an item and not yet credited, naming a booked
+        invoice of that item: once a second person approves it, nothing of the item's returns is open."""
+        open_value = self.open_return_value(sku)
+        original = self.conn.execute(
+            "SELECT i.invoice_no FROM invoices i JOIN invoice_lines l ON l.invoice_id = i.id WHERE i.kind = 'invoice'"
+            " AND i.status IN ('matched', 'accepted', 'credited') AND l.sku = ? ORDER BY i.id DESC LIMIT 1",
+            (sku,),
+        ).fetchone()
+        if open_value <= 0 or original is None:
+            return
+        rate = ITEMS[sku]
+        tax = div_round_half_up(open_value * rate, 10_000)
+        note = Invoice(
+            invoice_no=f"{next(self.invoice_numbers):020d}",
+            issue_date=context(self.conn).business_date,
+            seller_name="供应商 sup1",
+            seller_credit_code=CODE,
+            buyer_name="本店",
+            buyer_credit_code="91440300MA5F000007",
+            lines=(InvoiceLine(1, sku, -1, -open_value, rate, -tax, sku=sku),),
+            original_invoice_no=original[0],
+        )
+        request = ap.EntryRequest((note,), InvoiceSource.API, f"cn-{next(self.keys)}", "purchaser", POLICY)
+        entered = self.run(ap.enter_invoices, request)["invoices"][0]
+        self.last = None
+        exception = int(entered["exception"]["id"])
+        self.run(ap.resolve_exception, ap.ResolutionRequest(exception, ap.Resolution.ACCEPT, "purchaser", POLICY))
+        self.run(ap.resolve_exception, ap.ResolutionRequest(exception, ap.Resolution.APPROVE, "accountant", POLICY))
+        assert self.open_return_value(sku) == 0
+
+    def open_return_value(self, sku: str) -> int:
+        """The net value of sup1's returns of an item not reversed and not yet cleared by a credit note."""
+        value: int = self.conn.execute(
+            "SELECT COALESCE(SUM(l.gross_fen - l.tax_fen), 0) - COALESCE((SELECT SUM(c.net_fen)"
+            "  FROM credit_clearances c JOIN document_lines cl ON cl.document_id = c.return_id"
+            "  AND cl.line_no = c.return_line_no WHERE cl.sku = ?), 0)"
+            " FROM documents d JOIN document_lines l ON l.document_id = d.id WHERE d.type = 'supplier_return'"
+            " AND d.counterparty = 'sup1' AND l.sku = ? AND NOT EXISTS (SELECT 1 FROM documents v"
+            "  WHERE v.reverses_id = d.id)",
+            (sku, sku),
+        ).fetchone()[0]
+        return value
+
     @rule(sku=st.sampled_from(sorted(ITEMS)), qty=st.integers(1, 10), payment=st.sampled_from(["cash", "wechat"]))
     def sell(self, sku: str, qty: int, payment: str) -> None:
         self.post(PostDocument(f"sa-{next(self.keys)}", DocType.SALE, (Line(sku, qty),), payment=payment))
@@ -273,6 +322,36 @@ class Books(RuleBasedStateMachine):
             sign = 1 if kind == "purchase_invoice" else -1
             expected[supplier] = expected.get(supplier, 0) + sign * gross
         assert {k: v for k, v in booked.items() if v} == {k: v for k, v in expected.items() if v}
+
+    @invariant()
+    def estimate_per_supplier_is_receipts_less_returns_less_what_invoices_and_credit_notes_cleared(self) -> None:
+        booked = dict(
+            self.conn.execute(
+                "SELECT d.counterparty, SUM(l.credit_fen - l.debit_fen) FROM voucher_lines l"
+                " JOIN vouchers v ON v.id = l.voucher_id JOIN documents d ON d.id = v.document_id"
+                " WHERE l.account = '220202' GROUP BY d.counterparty"
+            ).fetchall()
+        )
+        expected: dict[str, int] = {}
+        for supplier, amount in self.conn.execute(
+            "SELECT d.counterparty, SUM(CASE d.type WHEN 'receipt' THEN 1 ELSE -1 END * (l.gross_fen - l.tax_fen))"
+            " FROM documents d JOIN document_lines l ON l.document_id = d.id"
+            " WHERE d.type IN ('receipt', 'supplier_return')"
+            " AND NOT EXISTS (SELECT 1 FROM documents v WHERE v.reverses_id = d.id) GROUP BY d.counterparty"
+            " UNION ALL SELECT i.supplier_id, -SUM(c.net_fen) FROM invoice_clearances c"
+            " JOIN invoices i ON i.id = c.invoice_id GROUP BY i.supplier_id"
+            " UNION ALL SELECT d.counterparty, SUM(c.net_fen) FROM credit_clearances c"
+            " JOIN documents d ON d.id = c.return_id GROUP BY d.counterparty"
+        ):
+            expected[supplier] = expected.get(supplier, 0) + amount
+        assert {k: v for k, v in booked.items() if v} == {k: v for k, v in expected.items() if v}
+        over = self.conn.execute(
+            "SELECT c.return_id, c.return_line_no FROM credit_clearances c JOIN document_lines l"
+            " ON l.document_id = c.return_id AND l.line_no = c.return_line_no"
+            " GROUP BY c.return_id, c.return_line_no HAVING SUM(c.net_fen) > MAX(l.gross_fen - l.tax_fen)"
+            " OR EXISTS (SELECT 1 FROM documents v WHERE v.reverses_id = c.return_id)"
+        ).fetchall()
+        assert over == []
 
 
 def _post(conn: sqlite3.Connection, ctx: Any, command: Any) -> PostResult:

@@ -17,6 +17,8 @@ from edge.finance.matching import (
     MatchPolicy,
     POLine,
     ReceiptLine,
+    ReturnLine,
+    clear_returns,
     match_invoice,
     match_invoices,
     net_credit_notes,
@@ -315,6 +317,43 @@ def test_a_revised_po_price_is_the_expected_price() -> None:
     assert codes(match_invoice(at_old, facts(po), POLICY, arrived_at=ARRIVED)) == ["price_difference", "tax_difference"]
 
 
+def test_a_po_created_under_an_agreement_is_expected_at_the_agreed_price_and_says_so() -> None:
+    # The PO line says 54.24 a case; it was placed under an agreement of 2.15 a can: 51.60 a case.
+    po = (POLine(1, 1, "sup-1", "COLA", 48, 5160, 24, agreed_price_fen=215),)
+    at_old = invoice(line(1, "可乐 330ml", 2, 9600, 1300, 1248, unit="case"))
+    result = match_invoice(at_old, facts(po), POLICY, arrived_at=ARRIVED)
+    assert codes(result) == ["price_difference", "tax_difference"]
+    price = result.reasons[0]
+    assert price.message == "第 1 行: 价差 467 分: 商品 COLA 发票金额 96.00 元，按协议价 2.15 元应为 91.33 元 (不含税)"
+    assert price.message_en == (
+        "line 1: price difference of 467 fen: item COLA invoice amount 96.00, expected 91.33 at the agreed price 2.15"
+        " (excl. VAT)"
+    )
+    assert price.detail["agreed_price_fen"] == 215 and price.detail["expected_fen"] == 9133
+    at_agreed = invoice(line(1, "可乐 330ml", 48, 9133, 1300, 1187))
+    assert match_invoice(at_agreed, facts(po), POLICY, arrived_at=ARRIVED).ok
+
+
+def test_the_order_price_is_named_when_no_agreement_or_several_prices_are_behind_the_expectation() -> None:
+    at_old = invoice(line(1, "可乐 330ml", 48, 9133, 1300, 1187))
+    plain = match_invoice(at_old, facts(), POLICY, arrived_at=ARRIVED).reasons[0]
+    assert "按订单价应为 96.00 元" in plain.message and plain.detail["agreed_price_fen"] is None
+    # Two POs, one under an agreement and one not, each half received: the expectation mixes both prices.
+    po = (
+        POLine(1, 1, "sup-1", "COLA", 24, 5160, 24, agreed_price_fen=215),
+        POLine(3, 1, "sup-1", "COLA", 24, 5424, 24),
+    )
+    rc = (receipt_line(2, 1, 1, "COLA", 24, 5160, 1300), receipt_line(4, 1, 3, "COLA", 24, 5424, 1300))
+    mixed = match_invoice(invoice(line(1, "可乐 330ml", 48, 1, 1300, 1187)), facts(po, rc), POLICY, arrived_at=ARRIVED)
+    assert "按订单价" in mixed.reasons[0].message and mixed.reasons[0].detail["agreed_price_fen"] is None
+    # Nothing received yet: the expectation rests on the oldest PO, here the agreed one.
+    early = match_invoice(
+        invoice(line(1, "可乐 330ml", 48, 1, 1300, 1187)), facts(po, ()), POLICY, arrived_at=ARRIVED
+    ).reasons
+    price = next(r for r in early if r.code == "price_difference")
+    assert "按协议价 2.15 元" in price.message
+
+
 # --- credit notes -------------------------------------------------------------------------------
 
 
@@ -453,3 +492,65 @@ def test_a_perturbation_beyond_tolerance_gives_exactly_its_reason(
         assert f"{difference} 分" in reason.message and f"{difference} fen" in reason.message_en
     if what == "qty":
         assert reason.detail["difference"] == item.units["case"]
+
+
+# --- credit notes and supplier returns ----------------------------------------------------------
+
+
+def returns(*specs: tuple[int, str, int]) -> tuple[ReturnLine, ...]:
+    return tuple(ReturnLine(rid, 1, sku, net) for rid, sku, net in specs)
+
+
+def test_a_credit_note_clears_the_returns_of_its_item_oldest_first_and_the_rest_is_a_price_credit() -> None:
+    note = credit(line(1, "可乐 330ml", -2, -9000, 1300, -1170))
+    open_returns = returns((5, "MILK", 1651), (6, "COLA", 4071), (7, "COLA", 4071))
+    cleared = clear_returns(note, {1: "COLA"}, open_returns)
+    assert [(c.credit_line_no, c.return_id, c.net_fen) for c in cleared] == [(1, 6, 4071), (1, 7, 4071)]
+    assert sum(c.net_fen for c in cleared) == 8142  # the estimate; 858 is a price credit
+    small = clear_returns(credit(line(1, "可乐 330ml", -1, -3000, 1300, -390)), {1: "COLA"}, open_returns)
+    assert [(c.return_id, c.net_fen) for c in small] == [(6, 3000)]
+
+
+def test_lines_naming_an_item_go_first_and_a_line_naming_none_clears_any_item() -> None:
+    note = credit(line(1, "*其他*折让", -1, -2000, 1300, -260), line(2, "可乐 330ml", -1, -4071, 1300, -529))
+    open_returns = returns((5, "COLA", 4071), (6, "MILK", 1651), (7, "COLA", 1000))
+    cleared = clear_returns(note, {1: None, 2: "COLA"}, open_returns)
+    assert [(c.credit_line_no, c.return_id, c.net_fen) for c in cleared] == [(2, 5, 4071), (1, 6, 1651), (1, 7, 349)]
+
+
+def test_what_a_credit_note_clears_of_returns_can_be_capped() -> None:
+    note = credit(line(1, "可乐 330ml", -1, -4071, 1300, -529))
+    open_returns = returns((5, "COLA", 4071))
+    assert clear_returns(note, {1: "COLA"}, open_returns, limit_fen=0) == ()
+    assert [c.net_fen for c in clear_returns(note, {1: "COLA"}, open_returns, limit_fen=1000)] == [1000]
+    assert [c.net_fen for c in clear_returns(note, {1: "COLA"}, open_returns, limit_fen=10**6)] == [4071]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    credits=st.lists(st.tuples(st.sampled_from(["COLA", "MILK", None]), st.integers(0, 9000)), min_size=1, max_size=4),
+    open_values=st.lists(st.tuples(st.sampled_from(["COLA", "MILK"]), st.integers(1, 5000)), max_size=5),
+    limit=st.none() | st.integers(0, 20000),
+)
+def test_clearing_never_exceeds_the_credit_the_returns_or_the_cap(
+    credits: list[tuple[str | None, int]], open_values: list[tuple[str, int]], limit: int | None
+) -> None:
+    assume(sum(amount for _, amount in credits) > 0)
+    note = credit(*(line(i, sku or "*其他*折让", -1, -amount, 1300, 0) for i, (sku, amount) in enumerate(credits, 1)))
+    items = {i: sku for i, (sku, _) in enumerate(credits, 1)}
+    open_returns = tuple(ReturnLine(10 + i, 1, sku, net) for i, (sku, net) in enumerate(open_values))
+    cleared = clear_returns(note, items, open_returns, limit)
+    total = sum(c.net_fen for c in cleared)
+    assert total <= -note.net_fen and (limit is None or total <= limit)
+    for r in open_returns:
+        assert sum(c.net_fen for c in cleared if c.return_id == r.return_id) <= r.open_net_fen
+    for i, (sku, amount) in enumerate(credits, 1):
+        mine = [c for c in cleared if c.credit_line_no == i]
+        assert sum(c.net_fen for c in mine) <= amount
+        assert all(open_returns[c.return_id - 10].sku == sku for c in mine if sku is not None)
+    if limit is None:  # nothing left that a line could have taken
+        for i, (sku, amount) in enumerate(credits, 1):
+            if sum(c.net_fen for c in cleared if c.credit_line_no == i) < amount:
+                for r in open_returns:
+                    if sku is None or r.sku == sku:
+                        assert sum(c.net_fen for c in cleared if c.return_id == r.return_id) == r.open_net_fen

@@ -113,6 +113,72 @@ def test_the_match_takes_the_revised_price_as_its_base(store: Store) -> None:
     assert "price_difference" in codes
 
 
+def test_a_po_created_after_the_agreement_is_matched_at_the_agreed_price(store: Store) -> None:
+    """The review's case, end to end without HTTP: an agreement at 2.15 a can revises the open PO; a PO placed
+    afterwards within the validity at the old 54.24 a case gets no revision, yet the match expects the agreed
+    price of it: an invoice at the old price is a price difference naming the agreed price, one at the agreed
+    price matches and is tax-trusted."""
+    open_po = store.order(cola(2))
+    store.now += timedelta(minutes=5)
+    recorded = agree(store, 215)
+    assert [r["po_id"] for r in recorded["revisions"]] == [open_po]
+    store.now += timedelta(minutes=5)
+    later_po = store.order(cola(2))  # at the old price, within the validity
+    assert prices.list_revisions(store.conn, po_id=later_po) == []
+    store.receive(later_po, cola(2))
+    store.now += timedelta(hours=1)
+    old_net, old_tax = net_tax(2 * 5424, 1300)
+    at_old = store.one(invoice(InvoiceLine(1, "可乐 330ml", 2, old_net, 1300, old_tax, unit="case"), po_id=later_po))
+    assert at_old["status"] == "exception" and at_old["tax_trusted"] is False
+    reasons = {r["code"]: r for r in at_old["exception"]["reasons"]}
+    assert set(reasons) == {"price_difference", "tax_difference"}
+    net, tax = net_tax(48 * 215, 1300)
+    assert reasons["price_difference"]["detail"]["expected_fen"] == net
+    assert reasons["price_difference"]["detail"]["difference_fen"] == old_net - net
+    assert "按协议价 2.15 元应为 91.33 元" in reasons["price_difference"]["message"]
+    assert "at the agreed price 2.15" in reasons["price_difference"]["message_en"]
+    store.resolve(at_old, "reject", "purchaser")
+    at_agreed = store.one(
+        invoice(InvoiceLine(1, "可乐 330ml", 48, net, 1300, tax), number="24312000000012345679", po_id=later_po)
+    )
+    assert at_agreed["status"] == "matched" and at_agreed["tax_trusted"] is True
+    assert store.voucher(at_agreed["document_id"])["tax_trusted"] is True
+
+
+def test_a_po_created_before_the_agreement_and_received_keeps_its_price(store: Store) -> None:
+    po = store.order(cola(2))
+    store.receive(po, cola(2))
+    store.now += timedelta(minutes=5)
+    assert agree(store, 215)["revisions"] == []
+    net, tax = net_tax(2 * 5424, 1300)
+    assert store.one(invoice(InvoiceLine(1, "可乐 330ml", 2, net, 1300, tax, unit="case")))["status"] == "matched"
+
+
+def test_a_po_created_outside_the_validity_keeps_its_price(store: Store) -> None:
+    agree(store, 215, valid=(date(2024, 7, 1), date(2024, 7, 31)))
+    store.now += timedelta(minutes=5)
+    po = store.order(cola(2))  # business date 2024-06-01: before the validity
+    store.receive(po, cola(2))
+    net, tax = net_tax(2 * 5424, 1300)
+    assert store.one(invoice(InvoiceLine(1, "可乐 330ml", 2, net, 1300, tax, unit="case")))["status"] == "matched"
+
+
+def test_a_new_agreement_revises_a_po_created_under_the_previous_one_from_the_agreed_price(store: Store) -> None:
+    agree(store, 215)
+    store.now += timedelta(minutes=5)
+    po = store.order(cola(2))  # 54.24 a case on the PO, 51.60 agreed
+    store.now += timedelta(minutes=5)
+    revised = agree(store, 210)
+    assert [(r["po_id"], r["old_price_fen"], r["new_price_fen"]) for r in revised["revisions"]] == [
+        (po, 215 * 24, 210 * 24)
+    ]
+    store.now += timedelta(minutes=5)
+    assert agree(store, 210)["revisions"] == []  # the same price again: nothing to revise
+    store.receive(po, cola(2))
+    net, tax = net_tax(48 * 210, 1300)
+    assert store.one(invoice(InvoiceLine(1, "可乐 330ml", 48, net, 1300, tax)))["status"] == "matched"
+
+
 def test_the_price_list_shows_the_agreement_in_effect(store: Store) -> None:
     agree(store, 215)
     agree(store, 205, sku="COLA", valid=(date(2024, 6, 15), date(2024, 6, 30)))
