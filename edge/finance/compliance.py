@@ -151,14 +151,14 @@ class QualificationStatus:
     def payable(self) -> bool:
         return self.complete and not self.frozen
 
-    def problems(self) -> tuple[list[str], list[str]]:
-        """What is missing, expired or frozen, in Chinese and in English, one entry each."""
+    def problems(self, *, papers: bool = True) -> tuple[list[str], list[str]]:
+        """What is missing, expired (unless `papers` is false) or frozen, in Chinese and in English, one each."""
         zh: list[str] = []
         en: list[str] = []
-        for kind in self.missing:
+        for kind in self.missing if papers else ():
             zh.append(f"缺少{PAPER_NAMES[kind][0]}")
             en.append(f"{PAPER_NAMES[kind][1]} missing")
-        for state in self.expired:
+        for state in self.expired if papers else ():
             zh.append(f"{PAPER_NAMES[state.kind][0]}已于 {state.expires_on} 过期")
             en.append(f"{PAPER_NAMES[state.kind][1]} expired on {state.expires_on}")
         for freeze in self.freezes:
@@ -1272,8 +1272,10 @@ def _status_detail(status: QualificationStatus, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _refuse_frozen(status: QualificationStatus, what: str, what_en: str, **extra: Any) -> SupplierFrozen:
-    zh, en = status.problems()
+def _refuse_frozen(
+    status: QualificationStatus, what: str, what_en: str, *, papers: bool = True, **extra: Any
+) -> SupplierFrozen:
+    zh, en = status.problems(papers=papers)
     return SupplierFrozen(
         f"供应商 {status.supplier} 已冻结，不能{what}: {'；'.join(zh)}",
         f"supplier {status.supplier} is frozen, cannot {what_en}: {'; '.join(en)}",
@@ -1318,7 +1320,9 @@ def check_purchase(
     if freezes or gross_fen > threshold_fen:
         status = qualification_status(conn, supplier_id, today)
         if status.frozen:
-            raise _refuse_frozen(status, "下采购订单", "take a purchase order", **extra)
+            # Below the threshold the papers do not matter for a PO: name only the freezes.
+            papers = gross_fen > threshold_fen
+            raise _refuse_frozen(status, "下采购订单", "take a purchase order", papers=papers, **extra)
         if gross_fen > threshold_fen and not status.complete:
             raise _refuse_incomplete(
                 status,
