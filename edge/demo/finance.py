@@ -27,13 +27,13 @@ from edge.finance import ap
 from edge.finance import compliance as cab
 from edge.finance.invoices import Invoice, InvoiceLine, InvoiceSource
 from edge.finance.matching import MatchPolicy
-from edge.finance.paper_store import store_paper_file
 from edge.finance.papers import FileType, PaperFields, PaperKind, Reading, required_kinds
 from edge.finance.prices import PriceAgreementIn, record_agreement
 from edge.ledger.commands import DocType, Line, PostDocument, WriteOffReason
 from edge.ledger.errors import DomainError
 from edge.ledger.money import div_round_half_up
 from edge.ledger.posting import PostingContext, post
+from edge.web.paper_files import store_paper_file
 
 BUYER_NAME = "演示商贸有限公司"
 BUYER_CREDIT_CODE = "91440300MA5F000007"

@@ -18,11 +18,11 @@ from starlette.concurrency import run_in_threadpool
 from edge.finance import compliance as cab
 from edge.finance.errors import PaperTooLarge, UnknownComplianceRecord
 from edge.finance.ocr import OcrEngine
-from edge.finance.paper_store import paper_path, store_paper_file
 from edge.finance.papers import MIME_TYPES, FileType, PaperKind, read_fields, sniff_upload
 from edge.security.users import User
 from edge.web.deps import IDEMPOTENCY_KEY_PARAMETER, Deps, Reader, idempotency_key, require
 from edge.web.errors import error_responses
+from edge.web.paper_files import paper_path, store_paper_file
 
 REPLAY_HEADER = "Idempotent-Replayed"
 MAX_ID = 2**63 - 1

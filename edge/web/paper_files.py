@@ -1,4 +1,4 @@
-"""Where uploaded supplier papers are kept: `<data_dir>/papers/<sha256>.<jpg|png|pdf>` (the edge of the cabinet).
+"""Where uploaded supplier papers are kept: `<data_dir>/papers/<sha256>.<jpg|png|pdf>` (file I/O, so in the shell).
 
 Files are content-addressed: the same file uploaded twice is kept once, and a database row names its file by
 digest. A file is written to a temporary name, synced and renamed, so a power cut never leaves half a file
