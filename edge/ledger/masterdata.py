@@ -10,6 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import date
 
+from edge.ledger.audit import append_audit
 from edge.ledger.errors import InvalidCommand, UnknownItem, UnknownUnit
 
 STORAGE_CLASSES = ("ambient", "chilled", "frozen")
@@ -94,7 +95,7 @@ def add_item(
 ) -> None:
     """Add an item; `units` maps extra unit -> factor in base units, `barcodes` maps code -> unit."""
     _check_code("sku", sku)
-    if vat_rate_bp not in (0, 300, 600, 900, 1300):
+    if vat_rate_bp not in VAT_RATES_BP:
         raise InvalidCommand(
             f"增值税率无效: {vat_rate_bp / 100}% (允许 13%、9%、6%、3%、0)",
             f"invalid VAT rate {vat_rate_bp / 100}% (allowed 13%, 9%, 6%, 3%, 0)",
@@ -189,3 +190,61 @@ def resolve_item(conn: sqlite3.Connection, code: str, unit: str | None = None) -
         shelf_life_days=row["shelf_life_days"],
         storage_class=row["storage_class"],
     )
+
+
+ITEM_CHANGES = ("name", "name_en", "vat_rate_bp", "price_fen", "cost_fen", "active")
+VAT_RATES_BP = (1300, 900, 600, 300, 0)
+
+
+def update_item(
+    conn: sqlite3.Connection, sku: str, changes: dict[str, object], actor: str, ts: str
+) -> dict[str, tuple[object, object]]:
+    """Change an item's names, VAT rate, prices or active flag; return field -> (old, new) for what changed, which
+    goes into the audit trail.
+
+    Posted documents keep the rate and prices they were posted with (document lines record them); the change
+    applies to postings from now on.
+    """
+    unknown = sorted(set(changes) - set(ITEM_CHANGES))
+    if unknown:
+        raise InvalidCommand(
+            f"不能修改: {', '.join(unknown)} (可改: {', '.join(ITEM_CHANGES)})",
+            f"cannot change {', '.join(unknown)}; changeable: {', '.join(ITEM_CHANGES)}",
+            fields=unknown,
+        )
+    for field, value in changes.items():
+        if field == "name_en" and value is None:
+            continue
+        expected: type = bool if field == "active" else str if field in ("name", "name_en") else int
+        if type(value) is not expected or (expected is int and not 0 <= value <= 1_000_000_000):  # type: ignore[operator]
+            raise InvalidCommand(
+                f"{field} 的值无效: {value!r}",
+                f"{field}: invalid value {value!r} (expected {expected.__name__}"
+                + (", 0..1000000000)" if expected is int else ")"),
+                field=field,
+            )
+    row = conn.execute("SELECT * FROM items WHERE sku = ?", (sku,)).fetchone()
+    if row is None:
+        raise UnknownItem(sku)
+    if "vat_rate_bp" in changes and changes["vat_rate_bp"] not in VAT_RATES_BP:
+        rate = changes["vat_rate_bp"]
+        raise InvalidCommand(
+            f"增值税率无效: {rate} (允许 1300、900、600、300、0 基点，即 13%、9%、6%、3%、0)",
+            f"invalid VAT rate {rate!r} basis points; allowed 1300, 900, 600, 300, 0 (13%, 9%, 6%, 3%, 0)",
+            field="vat_rate_bp",
+            allowed=list(VAT_RATES_BP),
+        )
+    if "name" in changes and not str(changes["name"] or "").strip():
+        raise InvalidCommand("商品名称不能为空", "an item's name cannot be empty", field="name")
+    changed = {
+        field: (row[field] if field != "active" else bool(row[field]), value)
+        for field, value in changes.items()
+        if (row[field] if field != "active" else bool(row[field])) != value
+    }
+    if changed:
+        assignments = ", ".join(f"{field} = ?" for field in changed)
+        values = [int(bool(new)) if field == "active" else new for field, (_, new) in changed.items()]
+        conn.execute(f"UPDATE items SET {assignments} WHERE sku = ?", (*values, sku))
+        detail = {field: {"old": old, "new": new} for field, (old, new) in changed.items()}
+        append_audit(conn, ts=ts, actor=actor, device=None, action="item.update", object=f"item:{sku}", detail=detail)
+    return changed

@@ -48,6 +48,7 @@ PURCHASING = frozenset(
     {
         "invoices:write",  # enter and import purchase invoices
         "invoices:resolve",  # resolve a three-way-match exception (accept with approval, credit note, reject)
+        "items:write",  # change an item's VAT rate, prices or names
         "suppliers:write",  # create or change a supplier, ask for a bank account change
         "suppliers:papers",  # upload qualification papers and confirm their OCR result
         "prices:write",  # record a negotiated price agreement

@@ -2,12 +2,16 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Body, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from edge.ledger import queries
 from edge.ledger.errors import UnknownItem
-from edge.web.deps import Reader, require
-from edge.web.errors import error_responses
+from edge.ledger.masterdata import VAT_RATES_BP, update_item
+from edge.security.users import User
+from edge.web.deps import Deps, Reader, require
+from edge.web.errors import ApiError, error_responses
 from edge.web.schemas import BarcodeLookupOut, ItemDetailOut, ItemOut
 
 router = APIRouter(prefix="/api/v1", tags=["items"], responses=error_responses(401, 403, 422, 500))
@@ -36,6 +40,54 @@ def get_item(reader: Reader, sku: Annotated[str, Path(min_length=1, max_length=6
     if item is None:
         raise UnknownItem(sku)
     return item
+
+
+class ItemChangeIn(BaseModel):
+    """What may change on an item; documents already posted keep the rate and prices they were posted with."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    name_en: str | None = Field(None, max_length=200)
+    vat_rate_bp: int | None = Field(
+        None, description=f"VAT rate in basis points, one of {', '.join(map(str, VAT_RATES_BP))} (13%, 9%, 6%, 3%, 0)"
+    )
+    price_fen: int | None = Field(None, ge=0, le=1_000_000_000, description="selling price per base unit, VAT included")
+    cost_fen: int | None = Field(None, ge=0, le=1_000_000_000, description="purchase price per base unit, VAT included")
+    active: bool | None = None
+
+
+@router.patch(
+    "/items/{sku}",
+    response_model=ItemDetailOut,
+    responses=error_responses(404, 409, 413, 503),
+    summary="Change an item's VAT rate, prices or names / 修改商品",
+)
+async def change_item(
+    sku: Annotated[str, Path(min_length=1, max_length=64)],
+    body: Annotated[ItemChangeIn, Body()],
+    deps: Deps,
+    user: Annotated[User, require("items:write")],
+) -> dict[str, Any]:
+    """Applies to postings from now on; each change (old and new value) is in the audit trail."""
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise ApiError(
+            422, "validation_error", "没有要修改的字段", "nothing to change", fields=list(ItemChangeIn.model_fields)
+        )
+    await deps.writer.execute(update_item, sku, changes, user.username, deps.clock().isoformat())
+    item = await run_in_threadpool(_item, deps, sku)
+    if item is None:
+        raise UnknownItem(sku)
+    return item
+
+
+def _item(deps: Deps, sku: str) -> dict[str, Any] | None:
+    conn = deps.open_reader()
+    try:
+        return queries.get_item(conn, sku)
+    finally:
+        conn.close()
 
 
 @router.get(
