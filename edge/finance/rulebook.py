@@ -34,7 +34,7 @@ def validate_table(conn: sqlite3.Connection, data: Any) -> VoucherRules:
     try:
         return load_rules(data, chart_leaves(conn))
     except VoucherRuleError as exc:
-        raise RuleTableError(f"凭证规则表无效: {exc}", f"invalid voucher rule table: {exc}") from exc
+        raise RuleTableError(f"凭证规则表无效: {exc.zh}", f"invalid voucher rule table: {exc.en}") from exc
 
 
 def install_shipped(conn: sqlite3.Connection, standard: str, now: datetime) -> int:

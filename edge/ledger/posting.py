@@ -94,7 +94,7 @@ class PostingContext:
         try:
             return self.rules.for_date(conn, self.business_date)
         except VoucherRuleError as exc:
-            raise LedgerError("没有生效的凭证规则", str(exc)) from exc
+            raise LedgerError(exc.zh, exc.en) from exc
 
 
 @dataclass(frozen=True, slots=True)

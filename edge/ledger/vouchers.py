@@ -42,7 +42,15 @@ SIDES = ("debit", "credit")
 
 
 class VoucherRuleError(ValueError):
-    """The rule table is malformed or could produce an unbalanced voucher."""
+    """The rule table is malformed or could produce an unbalanced voucher; `zh` and `en` say why."""
+
+    def __init__(self, zh: str, en: str) -> None:
+        super().__init__(en)
+        self.zh = zh
+        self.en = en
+
+    def __reduce__(self) -> tuple[type[VoucherRuleError], tuple[str, str]]:
+        return (VoucherRuleError, (self.zh, self.en))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,34 +108,42 @@ def load_rules(data: Mapping[str, Any], accounts: Mapping[str, bool]) -> Voucher
     except VoucherRuleError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise VoucherRuleError(f"malformed voucher rule table / 凭证规则表格式错误: {exc!r}") from exc
+        raise VoucherRuleError(f"凭证规则表格式错误: {exc!r}", f"malformed voucher rule table: {exc!r}") from exc
 
 
 def _parse(data: Mapping[str, Any], accounts: Mapping[str, bool]) -> VoucherRules:
     if not isinstance(data, Mapping):
-        raise VoucherRuleError("a voucher rule table is a JSON object / 凭证规则表须为 JSON 对象")
+        raise VoucherRuleError("凭证规则表须为 JSON 对象", "a voucher rule table is a JSON object")
     version = str(data["version"])
     if not 1 <= len(version) <= 40:
-        raise VoucherRuleError("version must be 1..40 characters / 版本号须为 1 到 40 个字符")
+        raise VoucherRuleError("版本号须为 1 到 40 个字符", "version must be 1..40 characters")
     payments = {str(k): str(v) for k, v in dict(data["payment_accounts"]).items()}
     if "cash" not in payments or "bank" not in payments:
-        raise VoucherRuleError("payment_accounts must name the accounts for cash and bank / 须指定现金和银行科目")
+        raise VoucherRuleError(
+            "payment_accounts 须指定现金 (cash) 和银行 (bank) 科目",
+            "payment_accounts must name the accounts for cash and bank",
+        )
     derived = _parse_derived(data.get("amounts", {}))
     loss_kinds = {str(k): str(v) for k, v in dict(data.get("write_off_loss_kinds", {})).items()}
     missing_kinds = [r.value for r in WriteOffReason if r.value not in loss_kinds]
     if missing_kinds:
-        raise VoucherRuleError(f"write_off_loss_kinds must map every write-off reason; missing: {missing_kinds}")
+        raise VoucherRuleError(
+            f"write_off_loss_kinds 须为每个报损原因指定损失类别，缺少: {missing_kinds}",
+            f"write_off_loss_kinds must map every write-off reason; missing: {missing_kinds}",
+        )
     documents: dict[str, tuple[Variant, ...]] = {}
     for doc_type, spec in dict(data["documents"]).items():
         if doc_type not in {t.value for t in DocType} or doc_type == DocType.REVERSAL:
-            raise VoucherRuleError(f"unknown document type in rule table / 未知单据类型: {doc_type}")
+            raise VoucherRuleError(
+                f"规则表中有未知单据类型: {doc_type}", f"unknown document type in rule table: {doc_type}"
+            )
         variants = _parse_variants(doc_type, spec)
         for variant in variants:
             _check_lines(doc_type, variant.lines, accounts, derived)
         documents[doc_type] = variants
     missing = [t.value for t in DocType if t is not DocType.REVERSAL and t.value not in documents]
     if missing:
-        raise VoucherRuleError(f"the rule table has no rule for / 缺少单据类型规则: {missing}")
+        raise VoucherRuleError(f"规则表缺少这些单据类型的规则: {missing}", f"the rule table has no rule for: {missing}")
     reversal = data["reversal"]
     rules = VoucherRules(
         version=version,
@@ -152,17 +168,26 @@ def _parse_derived(spec: Any) -> dict[str, dict[str, int]]:
     derived: dict[str, dict[str, int]] = {}
     for name, combination in dict(spec).items():
         if name in BASE_AMOUNTS:
-            raise VoucherRuleError(f"amount {name!r} is a base amount and cannot be redefined / 基础金额不能重新定义")
+            raise VoucherRuleError(
+                f"金额 {name!r} 是基础金额，不能重新定义", f"amount {name!r} is a base amount and cannot be redefined"
+            )
         if not isinstance(combination, Mapping) or not combination:
-            raise VoucherRuleError(f"amount {name!r} must be an object of base amount -> integer coefficient")
+            raise VoucherRuleError(
+                f"金额 {name!r} 须为 基础金额 -> 整数系数 的对象",
+                f"amount {name!r} must be an object of base amount -> integer coefficient",
+            )
         coefficients: dict[str, int] = {}
         for base, coefficient in combination.items():
             if base not in BASE_AMOUNTS:
                 raise VoucherRuleError(
-                    f"amount {name!r} uses {base!r}, which is not a base amount: {sorted(BASE_AMOUNTS)}"
+                    f"金额 {name!r} 用了 {base!r}，它不是基础金额: {sorted(BASE_AMOUNTS)}",
+                    f"amount {name!r} uses {base!r}, which is not a base amount: {sorted(BASE_AMOUNTS)}",
                 )
             if not isinstance(coefficient, int) or isinstance(coefficient, bool) or not -10 <= coefficient <= 10:
-                raise VoucherRuleError(f"amount {name!r}: coefficient of {base!r} must be an integer -10..10")
+                raise VoucherRuleError(
+                    f"金额 {name!r}: {base!r} 的系数须为 -10 到 10 的整数",
+                    f"amount {name!r}: coefficient of {base!r} must be an integer -10..10",
+                )
             coefficients[base] = coefficient
         derived[str(name)] = coefficients
     return derived
@@ -172,7 +197,9 @@ def _parse_variants(doc_type: str, spec: Any) -> tuple[Variant, ...]:
     if isinstance(spec, list) and all(isinstance(x, Mapping) and "account" in x for x in spec):
         spec = [{"when": {}, "lines": spec}]  # a bare list of lines: one variant for every document
     if not isinstance(spec, list) or not spec:
-        raise VoucherRuleError(f"{doc_type}: rules must be a non-empty list of variants / 须为规则变体列表")
+        raise VoucherRuleError(
+            f"{doc_type}: 规则须为非空的变体列表", f"{doc_type}: rules must be a non-empty list of variants"
+        )
     variants: list[Variant] = []
     for raw in spec:
         when_raw = dict(raw.get("when", {}))
@@ -193,17 +220,21 @@ def _parse_variants(doc_type: str, spec: Any) -> tuple[Variant, ...]:
         variants.append(Variant(when, lines))
     if variants[-1].when:
         raise VoucherRuleError(
-            f"{doc_type}: the last variant must apply to any document (no `when`) / 最后一条须无条件"
+            f"{doc_type}: 最后一个变体须适用于任何单据 (不带 when 条件)",
+            f"{doc_type}: the last variant must apply to any document (no `when`)",
         )
     return tuple(variants)
 
 
 def _check_account(where: str, account: str, accounts: Mapping[str, bool]) -> None:
     if account not in accounts:
-        raise VoucherRuleError(f"{where}: account {account} is not in the chart of accounts / 科目不在科目表中")
+        raise VoucherRuleError(
+            f"{where}: 科目 {account} 不在科目表中", f"{where}: account {account} is not in the chart of accounts"
+        )
     if not accounts[account]:
         raise VoucherRuleError(
-            f"{where}: account {account} has sub-accounts; only leaf accounts take postings / 非末级科目"
+            f"{where}: 科目 {account} 有下级科目，只有末级科目可以记账",
+            f"{where}: account {account} has sub-accounts; only leaf accounts take postings",
         )
 
 
@@ -216,17 +247,25 @@ def _check_lines(
         if line.account != PAYMENT_ACCOUNT:
             _check_account(doc_type, line.account, accounts)
         if line.side not in SIDES:
-            raise VoucherRuleError(f"{doc_type}: side must be debit or credit, not {line.side!r}")
+            raise VoucherRuleError(
+                f"{doc_type}: 方向须为 debit (借) 或 credit (贷)，不是 {line.side!r}",
+                f"{doc_type}: side must be debit or credit, not {line.side!r}",
+            )
         vector = _vector(line.amount, derived)
         if vector is None:
             known = sorted([*BASE_AMOUNTS, *derived])
-            raise VoucherRuleError(f"{doc_type}: unknown amount {line.amount!r}; known: {known} / 未知金额")
+            raise VoucherRuleError(
+                f"{doc_type}: 未知金额 {line.amount!r}，可用: {known}",
+                f"{doc_type}: unknown amount {line.amount!r}; known: {known}",
+            )
         target = debit if line.side == "debit" else credit
         sign = -1 if line.red else 1
         for base, coefficient in vector.items():
             target[base] = target.get(base, 0) + sign * coefficient
     if {k: v for k, v in debit.items() if v} != {k: v for k, v in credit.items() if v}:
-        raise VoucherRuleError(f"{doc_type}: debits and credits do not balance for every document / 借贷不平衡")
+        raise VoucherRuleError(
+            f"{doc_type}: 并非对每张单据都借贷平衡", f"{doc_type}: debits and credits do not balance for every document"
+        )
 
 
 def _vector(name: str, derived: dict[str, dict[str, int]]) -> dict[str, int] | None:
@@ -298,7 +337,7 @@ class RuleBook:
             if rules.effective_from <= day:
                 chosen = rules
         if chosen is None:
-            raise VoucherRuleError(f"no voucher rule version is in effect on {day} / {day} 没有生效的凭证规则")
+            raise VoucherRuleError(f"{day} 没有生效的凭证规则", f"no voucher rule version is in effect on {day}")
         return chosen
 
     def _refresh(self, conn: sqlite3.Connection) -> None:
