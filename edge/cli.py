@@ -431,13 +431,12 @@ def books_ap_ageing(
     data_dir: DataDirOption = None,
 ) -> None:
     """Accounts payable ageing (应付账款账龄) by supplier: what is owed, by the age of the open invoices."""
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
+    from datetime import UTC, datetime
 
     from edge.finance.books import ap_ageing
 
     settings = _settings(config, data_dir=data_dir)
-    day = as_of if as_of is not None else datetime.now(ZoneInfo(settings.timezone)).date().isoformat()
+    day = as_of if as_of is not None else settings.business_date(datetime.now(UTC)).isoformat()
     report = _books_report(settings, lambda c: ap_ageing(c, day))
     if as_json:
         _books_json(report)
@@ -638,7 +637,6 @@ def rules_install(
     posted vouchers are never rewritten.
     """
     from datetime import UTC, datetime
-    from zoneinfo import ZoneInfo
 
     from edge.finance.errors import FinanceError
     from edge.finance.rulebook import install_version
@@ -656,9 +654,7 @@ def rules_install(
     now = datetime.now(UTC)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        rules = install_version(
-            conn, data, actor=actor, now=now, today=now.astimezone(ZoneInfo(settings.timezone)).date()
-        )
+        rules = install_version(conn, data, actor=actor, now=now, today=settings.business_date(now))
         conn.execute("COMMIT")
     except FinanceError as err:
         conn.execute("ROLLBACK")
@@ -677,13 +673,12 @@ def rules_install(
 def _invoice_context(settings: Settings) -> Any:
     """A posting context for invoice commands run from the shell (the same clock and rules as the box)."""
     from datetime import UTC, datetime
-    from zoneinfo import ZoneInfo
 
     from edge.finance.rulebook import rule_book
     from edge.ledger.posting import PostingContext
 
     now = datetime.now(UTC)
-    return PostingContext(now=now, business_date=now.astimezone(ZoneInfo(settings.timezone)).date(), rules=rule_book())
+    return PostingContext(now=now, business_date=settings.business_date(now), rules=rule_book())
 
 
 def _match_policy(settings: Settings) -> Any:
@@ -855,11 +850,10 @@ def invoice_recheck(
 
 
 def _supplier_today(settings: Settings, on: str | None) -> Any:
-    from datetime import date, datetime
-    from zoneinfo import ZoneInfo
+    from datetime import UTC, date, datetime
 
     if on is None:
-        return datetime.now(ZoneInfo(settings.timezone)).date()
+        return settings.business_date(datetime.now(UTC))
     try:
         return date.fromisoformat(on)
     except ValueError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,6 +110,12 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError("an IANA time zone such as Asia/Shanghai") from exc
         return value
+
+    def business_date(self, now: datetime) -> date:
+        """The store's business day at `now` (its time zone): expiry, reports and postings go by it."""
+        from zoneinfo import ZoneInfo
+
+        return now.astimezone(ZoneInfo(self.timezone)).date()
 
     @property
     def db_path(self) -> Path:

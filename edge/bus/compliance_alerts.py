@@ -56,7 +56,7 @@ def alert_message(alert: ComplianceAlert, ts: datetime) -> bytes:
 
 
 def business_date(settings: Settings, clock: Clock) -> date:
-    return clock().astimezone(ZoneInfo(settings.timezone)).date()
+    return settings.business_date(clock())
 
 
 async def run_compliance_alerts(

@@ -8,14 +8,15 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import date, datetime
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 from prometheus_client import CollectorRegistry
+from starlette.concurrency import run_in_threadpool
 
 from edge.config import Settings
 from edge.security.errors import InvalidToken, NotAuthenticated, PermissionDenied
@@ -25,6 +26,7 @@ from edge.security.users import User, get_user
 from edge.web.errors import ApiError
 from edge.writer import LedgerWriter
 
+T = TypeVar("T")
 TOKEN_URL = "/api/v1/auth/token"
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 DEVICE_ID_PATTERN = r"^[a-z0-9-]{1,64}$"
@@ -46,6 +48,10 @@ class ApiDeps:
     clock: Callable[[], datetime]
     health: Callable[[], dict[str, Any]] = field(default=_no_health_facts)
 
+    def today(self) -> date:
+        """The store's business day now."""
+        return self.settings.business_date(self.clock())
+
 
 def get_deps(request: Request) -> ApiDeps:
     deps: ApiDeps = request.app.state.deps
@@ -65,6 +71,20 @@ def get_reader(deps: Deps) -> Iterator[sqlite3.Connection]:
 
 
 Reader = Annotated[sqlite3.Connection, Depends(get_reader)]
+
+
+def _read_with(deps: ApiDeps, fn: Callable[..., T], *args: Any) -> T:
+    conn = deps.open_reader()
+    try:
+        return fn(conn, *args)
+    finally:
+        conn.close()
+
+
+async def read(deps: ApiDeps, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(conn, *args)` on a fresh read connection in a worker thread: e.g. to answer a write with what it wrote."""
+    return await run_in_threadpool(_read_with, deps, fn, *args)
+
 
 bearer_token = OAuth2PasswordBearer(
     tokenUrl=TOKEN_URL, auto_error=False, description="Bearer token from POST /api/v1/auth/token"

@@ -5,7 +5,6 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -212,7 +211,7 @@ def books_ap_ageing(
     as_of: Annotated[date | None, Query(description="YYYY-MM-DD; today (the store's date) when left out")] = None,
 ) -> dict[str, Any]:
     """The payable (220201) per supplier, aged by the dates of the invoices still open (FIFO)."""
-    day = as_of or deps.clock().astimezone(ZoneInfo(deps.settings.timezone)).date()
+    day = as_of or deps.today()
     return asdict(books.ap_ageing(reader, day))
 
 

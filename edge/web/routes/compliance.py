@@ -8,7 +8,6 @@ one writer; the domain is edge/finance/compliance.py.
 import hashlib
 from datetime import date
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
@@ -20,7 +19,7 @@ from edge.finance.errors import PaperTooLarge, UnknownComplianceRecord
 from edge.finance.ocr import OcrEngine
 from edge.finance.papers import MIME_TYPES, FileType, PaperKind, read_fields, sniff_upload
 from edge.security.users import User
-from edge.web.deps import IDEMPOTENCY_KEY_PARAMETER, Deps, Reader, idempotency_key, require
+from edge.web.deps import IDEMPOTENCY_KEY_PARAMETER, Deps, Reader, idempotency_key, read, require
 from edge.web.errors import error_responses
 from edge.web.paper_files import paper_path, store_paper_file
 
@@ -359,7 +358,7 @@ class ApprovalOut(BaseModel):
 
 
 def business_date(deps: Deps) -> date:
-    return deps.clock().astimezone(ZoneInfo(deps.settings.timezone)).date()
+    return deps.today()
 
 
 def threshold_fen(deps: Deps) -> int:
@@ -402,16 +401,8 @@ async def create_supplier(
     account paper or an approved change, never from here."""
     supplier = cab.SupplierInput(**body.model_dump())
     created = await deps.writer.execute(cab.create_supplier, supplier, user.username, deps.clock(), key)
-    row = await run_in_threadpool(_read, deps, cab.get_supplier, str(created.id))
+    row = await read(deps, cab.get_supplier, str(created.id))
     return _created(CabinetSupplierOut.model_validate(row).model_dump(mode="json"), created)
-
-
-def _read(deps: Deps, fn: Any, *args: Any) -> Any:
-    conn = deps.open_reader()
-    try:
-        return fn(conn, *args)
-    finally:
-        conn.close()
 
 
 @router.patch(
@@ -481,9 +472,9 @@ async def upload_paper(
     file_type = sniff_upload(data, limit)
     digest = hashlib.sha256(data).hexdigest()
     fingerprint = cab.upload_fingerprint(supplier_id, kind.value, digest)
-    replay = await run_in_threadpool(_read, deps, cab.find_request, key, "paper.upload", fingerprint)
+    replay = await read(deps, cab.find_request, key, "paper.upload", fingerprint)
     if replay is None:
-        await run_in_threadpool(_read, deps, cab.get_supplier, supplier_id)  # 404 before the OCR's seconds
+        await read(deps, cab.get_supplier, supplier_id)  # 404 before the OCR's seconds
         result = await run_in_threadpool(engine.read, data, file_type)
         await run_in_threadpool(store_paper_file, deps.settings.data_dir, data, file_type)
         upload = cab.PaperUpload(
@@ -501,7 +492,7 @@ async def upload_paper(
             reading=read_fields(list(result.lines)).to_json(),
         )
         replay = await deps.writer.execute(cab.record_paper, upload, user.username, deps.clock(), key)
-    paper = await run_in_threadpool(_read, deps, cab.get_paper, int(replay.id))
+    paper = await read(deps, cab.get_paper, int(replay.id))
     return _created(_paper_out(paper), replay)
 
 
@@ -587,7 +578,7 @@ async def confirm_paper(
     result: dict[str, Any] = await deps.writer.execute(cab.confirm_paper, paper_id, fields, user.username, deps.clock())
     # A paper confirmed inside a warning window raises its alert at once (the API lists it now; the box publishes
     # it on MQTT within the hour).
-    today = deps.clock().astimezone(ZoneInfo(deps.settings.timezone)).date()
+    today = deps.today()
     await deps.writer.execute(cab.due_expiry_alerts, today, tuple(deps.settings.paper_expiry_warn_days))
     return result
 
@@ -641,7 +632,7 @@ async def freeze_supplier(
 ) -> JSONResponse:
     """Freeze by hand, with a note; a review ticket opens with it. Another reviewer lifts it."""
     created = await deps.writer.execute(cab.freeze_supplier, supplier_id, body.note, user.username, deps.clock(), key)
-    freeze = await run_in_threadpool(_read, deps, cab.get_freeze, int(created.id))
+    freeze = await read(deps, cab.get_freeze, int(created.id))
     return _created(FreezeOut.model_validate(freeze).model_dump(mode="json"), created)
 
 
@@ -733,7 +724,7 @@ async def request_bank_change(
         deps.clock(),
         key,
     )
-    change = await run_in_threadpool(_read, deps, cab.get_bank_account_change, int(created.id))
+    change = await read(deps, cab.get_bank_account_change, int(created.id))
     return _created(BankChangeOut.model_validate(change).model_dump(mode="json"), created)
 
 

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from edge.ledger import queries
 from edge.ledger.commands import (
@@ -25,7 +24,7 @@ from edge.ledger.commands import (
 from edge.ledger.errors import UnknownDocument
 from edge.security.roles import has_permission, write_permission
 from edge.security.users import User
-from edge.web.deps import DEVICE_ID_PATTERN, IDEMPOTENCY_KEY_PARAMETER, Deps, Reader, idempotency_key, require
+from edge.web.deps import DEVICE_ID_PATTERN, IDEMPOTENCY_KEY_PARAMETER, Deps, Reader, idempotency_key, read, require
 from edge.web.errors import error_body, error_responses, ledger_status
 from edge.web.schemas import (
     DOCUMENT_BODIES,
@@ -73,20 +72,12 @@ def _visible(document: dict[str, Any], user: User) -> dict[str, Any]:
     return document
 
 
-def _read_document(deps: Deps, document_id: int) -> dict[str, Any] | None:
-    conn = deps.open_reader()
-    try:
-        return queries.get_document(conn, document_id)
-    finally:
-        conn.close()
-
-
 async def _answer(deps: Deps, user: User, result: PostResult) -> JSONResponse:
     headers = {REPLAY_HEADER: "true"} if result.replayed else None
     if not result.ok or result.document_id is None:
         body = error_body(result.code, result.message, result.message_en, result.detail)
         return JSONResponse(body, status_code=ledger_status(result.code), headers=headers)
-    document = await run_in_threadpool(_read_document, deps, result.document_id)
+    document = await read(deps, queries.get_document, result.document_id)
     if document is None:
         raise UnknownDocument(result.document_id)
     posted = PostedOut(

@@ -4,13 +4,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from edge.ledger import queries
 from edge.ledger.errors import UnknownItem
 from edge.ledger.masterdata import VAT_RATES_BP, update_item
 from edge.security.users import User
-from edge.web.deps import Deps, Reader, require
+from edge.web.deps import Deps, Reader, read, require
 from edge.web.errors import ApiError, error_responses
 from edge.web.schemas import BarcodeLookupOut, ItemDetailOut, ItemOut
 
@@ -76,18 +75,10 @@ async def change_item(
             422, "validation_error", "没有要修改的字段", "nothing to change", fields=list(ItemChangeIn.model_fields)
         )
     await deps.writer.execute(update_item, sku, changes, user.username, deps.clock().isoformat())
-    item = await run_in_threadpool(_item, deps, sku)
+    item = await read(deps, queries.get_item, sku)
     if item is None:
         raise UnknownItem(sku)
     return item
-
-
-def _item(deps: Deps, sku: str) -> dict[str, Any] | None:
-    conn = deps.open_reader()
-    try:
-        return queries.get_item(conn, sku)
-    finally:
-        conn.close()
 
 
 @router.get(

@@ -6,7 +6,6 @@ received (old and new price kept) and so the three-way match's expected price, i
 
 from datetime import date
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
@@ -154,7 +153,7 @@ def supplier_prices(
     on: Annotated[IsoDate | None, Query(description="the date (default: today)")] = None,
 ) -> list[dict[str, Any]]:
     """Per item, the agreed price in effect on the date (the latest recorded agreement valid then)."""
-    day: date = on or deps.clock().astimezone(ZoneInfo(deps.settings.timezone)).date()
+    day: date = on or deps.today()
     return prices.supplier_price_list(reader, supplier_id, day)
 
 
