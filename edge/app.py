@@ -133,6 +133,10 @@ class StoreBox:
                 compliance_alerts_daily(self.settings, self.writer, self.broker, self.clock), name="compliance-alerts"
             )
         )
+        # --- issue 4: devices. Each part starts here in its own block and stops in stop(). ---
+        # --- serial adapters (firmware profiles) ---
+        # --- fleet: device status, offline alerts, cold chain ---
+        # --- attachments ---
         self.api = self.build_api()
 
     def build_api(self) -> FastAPI:

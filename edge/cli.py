@@ -32,6 +32,9 @@ app.add_typer(invoice_app, name="invoice")
 app.add_typer(supplier_app, name="supplier")
 app.add_typer(user_app, name="user")
 app.add_typer(device_app, name="device")
+# issue 4 sub-apps: each part adds its typer here, commands in its own block at the end of this file.
+# --- serial / profiles ---
+# --- asn / receiving ---
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (also STOREBOX_CONFIG).", dir_okay=False)
@@ -984,3 +987,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- issue 4: device fleet commands (storebox device ...) ---
+
+# --- issue 4: serial adapters and firmware profiles (storebox serial ..., storebox profiles ...) ---
+
+# --- issue 4: ASNs, delivery notes, supplier API keys (storebox asn ..., storebox supplier ...) ---

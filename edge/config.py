@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         (30, 7), description="warn this many days before a supplier paper expires"
     )
 
+    # Devices and terminals (issue 4, docs/devices.md). Each part keeps its settings in its own block.
+    # --- serial adapters and firmware profiles ---
+    # --- barcodes and scales ---
+    # --- scan-to-receive, ASNs, supplier API ---
+    # --- fleet, device status, cold chain ---
+    # --- attachments (photos, signatures) ---
+    # --- external MQTT broker ---
+
     @field_validator("paper_expiry_warn_days")
     @classmethod
     def _warn_days(cls, value: tuple[int, ...]) -> tuple[int, ...]:

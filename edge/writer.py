@@ -249,6 +249,8 @@ class LedgerWriter:
                 future.set_result(value)
                 if isinstance(value, PostResult) and value.ok and not value.replayed:
                     posted.append(value)
+                # A job that posted (scan-to-receive, ...) hands its postings on like a posting job does.
+                posted.extend(r for r in getattr(value, "post_results", ()) if r.ok and not r.replayed)
             else:
                 future.set_exception(value)
         if posted:

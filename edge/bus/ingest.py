@@ -23,8 +23,9 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from edge.bus.payloads import Ack, DecodedEvent, EventKind, RejectCode, Rejection, decode_event
-from edge.bus.storage import DeadLetter, insert_dead_letters, insert_readings
+from edge.bus.event_kinds import decode_options, device_event_kinds
+from edge.bus.payloads import Ack, DecodedEvent, JobOutcome, RejectCode, Rejection, decode_event, event_key
+from edge.bus.storage import DeadLetter, insert_dead_letters, insert_readings, run_event_job
 from edge.bus.topics import ack_topic, stock_topic
 from edge.config import Settings
 from edge.ledger.commands import Command, PostResult
@@ -95,10 +96,6 @@ class IngestMetrics:
         )
 
 
-def _kind_label(kind: str) -> str:
-    return kind if kind in EventKind._value2member_map_ else "other"
-
-
 class IngestConsumer:
     """See the module docstring. `attach(broker)`, then `start()`; the broker calls `offer`."""
 
@@ -112,7 +109,8 @@ class IngestConsumer:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store_id = settings.store_id
-        self._max_bytes = settings.mqtt_max_payload_bytes
+        self._kinds = device_event_kinds()
+        self._options = decode_options(settings)
         self._batch_max = settings.ingest_batch_max
         self._inbox_max = settings.ingest_batch_max * INBOX_BATCHES
         self._writer = writer
@@ -204,11 +202,13 @@ class IngestConsumer:
 
         posting = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, DecodedEvent) and o.command]
         readings = [o.reading for o in outcomes if isinstance(o, DecodedEvent) and o.reading]
+        jobs = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, DecodedEvent) and o.job]
         letters = [_dead_letter(batch[i], o, received_at) for i, o in enumerate(outcomes) if isinstance(o, Rejection)]
 
         # Submitted together, so postings, readings, dead letters and last-seen share one group commit.
-        posted, readings_ok, _, _ = await asyncio.gather(
+        posted, job_outcomes, readings_ok, _, _ = await asyncio.gather(
             self._post([o.command for _, o in posting if o.command]),
+            self._run_jobs([o for _, o in jobs]),
             self._write(insert_readings, readings, received_at) if readings else _nothing(),
             self._write(insert_dead_letters, letters) if letters else _nothing(),
             self._touch(batch),
@@ -224,10 +224,12 @@ class IngestConsumer:
                     later.append(_ledger_dead_letter(batch[i], decoded.event_id, result, received_at))
             else:
                 acks[i] = Ack.unavailable(decoded.event_id)
+        for (i, decoded), done in zip(jobs, job_outcomes, strict=True):
+            acks[i] = Ack.for_outcome(decoded.event_id, done) if done is not None else Ack.unavailable(decoded.event_id)
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, Rejection):
                 acks[i] = Ack.for_rejection(outcome)
-            elif outcome.reading is not None:
+            elif outcome.reading is not None and acks[i] is None:
                 acks[i] = Ack.stored(outcome.event_id) if readings_ok else Ack.unavailable(outcome.event_id)
         if later:
             # Kept before the ack goes out, so whoever sees the failed ack also finds the dead letter.
@@ -242,9 +244,9 @@ class IngestConsumer:
             await self._publish(ack_topic(self._store_id, event.device), ack.to_json())
 
     def _decode(self, event: DeviceEvent) -> DecodedEvent | Rejection:
-        self.metrics.received.labels(kind=_kind_label(event.kind)).inc()
+        self.metrics.received.labels(kind=event.kind if event.kind in self._kinds else "other").inc()
         try:
-            return decode_event(event.device, event.kind, event.payload, max_bytes=self._max_bytes)
+            return decode_event(event.device, event.kind, event.payload, kinds=self._kinds, options=self._options)
         except Exception:  # decode_event never raises by contract; a bug here is dead-lettered
             log.exception("decoding a device event failed")
             return Rejection(RejectCode.INTERNAL_ERROR, "内部错误, 事件未处理", "internal error; event not processed")
@@ -259,6 +261,20 @@ class IngestConsumer:
             # batch's answers with it. Ask again one by one: what did post is replayed by its key.
             log.exception("posting a batch of %d device events failed; retrying one by one", len(commands))
             return list(await asyncio.gather(*(self._writer.post(c) for c in commands), return_exceptions=True))
+
+    async def _run_jobs(self, decoded: Sequence[DecodedEvent]) -> list[JobOutcome | None]:
+        """Each event's writer job, once per (device, event id); None where the writer could not run it."""
+
+        async def one(event: DecodedEvent) -> JobOutcome | None:
+            assert event.job is not None
+            key = event_key(event.device, event.event_id)
+            try:
+                return await self._writer.execute_posting(run_event_job, key, event.kind, event.job.fn, event.job.args)
+            except Exception:
+                log.exception("device event job %s (%s) failed", key, event.kind)
+                return None
+
+        return list(await asyncio.gather(*(one(e) for e in decoded)))
 
     async def _write(self, fn: Callable[..., object], *args: object) -> bool:
         try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -164,13 +165,6 @@ class TempData(_Strict):
     location: LedgerCode | None = None
 
 
-_DATA_MODELS: dict[EventKind, type[_Strict]] = {
-    EventKind.SALE: SaleData,
-    EventKind.SCAN: ScanData,
-    EventKind.TEMP: TempData,
-}
-
-
 def return_reason(value: str | None) -> ReturnReason | None:
     """A return reason from its code or its Chinese label (包装破损, 口味不符, ...)."""
     if value is None:
@@ -198,15 +192,46 @@ class TemperatureReading:
 
 
 @dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """What a writer job made of one device event: the fields of its ack, and the postings it made.
+
+    `post_results` reach the writer's after-commit listeners (retained stock topic) like any posting.
+    `detail` travels in the ack (for example what a receipt took in and what differed from the PO).
+    """
+
+    ok: bool
+    code: str
+    message: str
+    message_en: str
+    document: int | None = None
+    detail: dict[str, Any] | None = None
+    post_results: tuple[PostResult, ...] = ()
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WriterJob:
+    """Work for the one writer: a module-level `fn(conn, ctx, *args) -> JobOutcome` (pickled to the writer).
+
+    The ingest runs it once per (device, event id): a resent event gets the stored outcome again
+    (`edge.bus.storage.run_event_job`), so every job kind is idempotent by the same mechanism.
+    """
+
+    fn: Callable[..., JobOutcome]
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DecodedEvent:
-    """A valid event: exactly one of `command` and `reading` is set."""
+    """A valid event: exactly one of `command`, `reading` and `job` is set."""
 
     device: str
     event_id: str
-    kind: EventKind
+    kind: str
     ts: datetime
     command: PostDocument | None = None
     reading: TemperatureReading | None = None
+    job: WriterJob | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +284,48 @@ def to_command(device: str, event_id: str, data: SaleData | ScanData) -> PostDoc
     )
 
 
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    """Store settings the decoding of events needs (pure values, no I/O)."""
+
+    max_bytes: int = 16384
+    extra: Mapping[str, Any] = field(default_factory=dict)  # per-kind settings, by the kind's own keys
+
+
+# What an event kind's data becomes: a ledger command, a sensor reading, a writer job, or a refusal.
+KindHandler = Callable[[str, "EventEnvelope", Any, DecodeOptions], "PostDocument | TemperatureReading | WriterJob"]
+
+
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    """One event kind the ingest takes: the pydantic model of its `data` and what it becomes.
+
+    A handler may raise ValueError (or a pydantic ValidationError) to refuse the data with a message.
+    """
+
+    model: type[BaseModel]
+    handle: KindHandler
+
+
+def _core_handle(device: str, envelope: EventEnvelope, data: Any, options: DecodeOptions) -> Any:
+    if isinstance(data, TempData):
+        return TemperatureReading(
+            device=device,
+            event_id=envelope.id,
+            ts=envelope.ts,
+            location=data.location,
+            milli_celsius=round(data.celsius * 1000),
+        )
+    return to_command(device, envelope.id, data)
+
+
+CORE_KINDS: dict[str, KindSpec] = {
+    EventKind.SALE.value: KindSpec(SaleData, _core_handle),
+    EventKind.SCAN.value: KindSpec(ScanData, _core_handle),
+    EventKind.TEMP.value: KindSpec(TempData, _core_handle),
+}
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number in JSON")
 
@@ -290,13 +357,29 @@ def recover_event_id(payload: bytes) -> str | None:
     return text if _EVENT_ID.fullmatch(text) else None
 
 
-def decode_event(device: str, kind: str, payload: bytes, *, max_bytes: int) -> DecodedEvent | Rejection:
-    """Validate one raw event from `device` on `evt/<kind>`; never raises on any input."""
-    if len(payload) > max_bytes:
+def decode_event(
+    device: str,
+    kind: str,
+    payload: bytes,
+    *,
+    max_bytes: int | None = None,
+    kinds: Mapping[str, KindSpec] | None = None,
+    options: DecodeOptions | None = None,
+) -> DecodedEvent | Rejection:
+    """Validate one raw event from `device` on `evt/<kind>`; never raises on any input.
+
+    `kinds` are the event kinds taken (default: sale, scan, temp; the box passes
+    `edge.bus.event_kinds.device_event_kinds()`); `options` the store's decoding settings.
+    """
+    options = options or DecodeOptions()
+    if max_bytes is not None:
+        options = DecodeOptions(max_bytes=max_bytes, extra=options.extra)
+    known_kinds = CORE_KINDS if kinds is None else kinds
+    if len(payload) > options.max_bytes:
         return Rejection(
             RejectCode.PAYLOAD_TOO_LARGE,
-            f"事件过大: {len(payload)} 字节, 上限 {max_bytes} 字节",
-            f"event too large: {len(payload)} bytes, limit {max_bytes}",
+            f"事件过大: {len(payload)} 字节, 上限 {options.max_bytes} 字节",
+            f"event too large: {len(payload)} bytes, limit {options.max_bytes}",
             recover_event_id(payload),
         )
     try:
@@ -310,10 +393,9 @@ def decode_event(device: str, kind: str, payload: bytes, *, max_bytes: int) -> D
         return Rejection(RejectCode.NOT_JSON, f"事件不是有效的 JSON: {detail}", f"event is not valid JSON: {detail}")
     event_id = raw.get("id") if isinstance(raw, dict) else None
     event_id = event_id if isinstance(event_id, str) and _EVENT_ID.fullmatch(event_id) else None
-    try:
-        event_kind = EventKind(kind)
-    except ValueError:
-        known = ", ".join(EventKind)
+    spec = known_kinds.get(kind)
+    if spec is None:
+        known = ", ".join(sorted(known_kinds))
         return Rejection(
             RejectCode.UNKNOWN_KIND,
             f"未知事件类型: {kind[:64]!r} (支持: {known})",
@@ -331,27 +413,27 @@ def decode_event(device: str, kind: str, payload: bytes, *, max_bytes: int) -> D
             event_id,
         )
     try:
-        data = _DATA_MODELS[event_kind].model_validate(envelope.data)
+        data = spec.model.model_validate(envelope.data)
+        made = spec.handle(device, envelope, data, options)
     except ValidationError as exc:
         detail = _describe(exc, "data")
-        return Rejection(
-            RejectCode.INVALID_DATA,
-            f"{event_kind.value} 事件数据错误: {detail}",
-            f"invalid {event_kind.value} event data: {detail}",
-            envelope.id,
-        )
-    if isinstance(data, TempData):
-        reading = TemperatureReading(
-            device=device,
-            event_id=envelope.id,
-            ts=envelope.ts,
-            location=data.location,
-            milli_celsius=round(data.celsius * 1000),
-        )
-        return DecodedEvent(device, envelope.id, event_kind, envelope.ts, reading=reading)
-    assert isinstance(data, SaleData | ScanData)
-    command = to_command(device, envelope.id, data)
-    return DecodedEvent(device, envelope.id, event_kind, envelope.ts, command=command)
+        return _invalid_data(kind, detail, envelope.id)
+    except ValueError as exc:
+        return _invalid_data(kind, str(exc)[:300], envelope.id)
+    if isinstance(made, TemperatureReading):
+        return DecodedEvent(device, envelope.id, kind, envelope.ts, reading=made)
+    if isinstance(made, WriterJob):
+        return DecodedEvent(device, envelope.id, kind, envelope.ts, job=made)
+    return DecodedEvent(device, envelope.id, kind, envelope.ts, command=made)
+
+
+def _invalid_data(kind: str, detail: str, event_id: str) -> Rejection:
+    return Rejection(
+        RejectCode.INVALID_DATA,
+        f"{kind} 事件数据错误: {detail}",
+        f"invalid {kind} event data: {detail}",
+        event_id,
+    )
 
 
 # --- the ack ----------------------------------------------------------------------------------
@@ -372,6 +454,20 @@ class Ack:
     message_en: str
     document: int | None = None
     retry: bool = False
+    detail: dict[str, Any] | None = None  # extension: only in acks that have something to add
+
+    @classmethod
+    def for_outcome(cls, event_id: str, outcome: JobOutcome) -> Ack:
+        return cls(
+            event_id,
+            outcome.ok,
+            outcome.code,
+            outcome.message,
+            outcome.message_en,
+            outcome.document,
+            False,
+            outcome.detail,
+        )
 
     @classmethod
     def for_result(cls, event_id: str, result: PostResult) -> Ack:
@@ -397,7 +493,7 @@ class Ack:
         )
 
     def to_json(self) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "id": self.id,
             "ok": self.ok,
             "code": self.code,
@@ -406,4 +502,6 @@ class Ack:
             "document": self.document,
             "retry": self.retry,
         }
+        if self.detail is not None:
+            body["detail"] = self.detail
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

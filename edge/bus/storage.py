@@ -1,14 +1,16 @@
-"""SQL of the bus tables: dead letters (死信) and cold-room sensor readings. Writes run in the writer."""
+"""SQL of the bus tables: dead letters (死信), sensor readings, event job outcomes. Writes run in the writer."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from edge.bus.payloads import TemperatureReading
+from edge.bus.payloads import JobOutcome, TemperatureReading
+from edge.ledger.posting import PostingContext
 
 DEAD_LETTER_PAYLOAD_CAP = 4096  # bytes of a dead payload kept; enough to see what a device sent
 
@@ -97,3 +99,43 @@ def insert_readings(conn: sqlite3.Connection, readings: Sequence[TemperatureRead
         ],
     )
     return conn.total_changes - before
+
+
+def run_event_job(
+    conn: sqlite3.Connection,
+    ctx: PostingContext,
+    key: str,
+    kind: str,
+    fn: Callable[..., JobOutcome],
+    args: tuple[Any, ...],
+) -> JobOutcome:
+    """Run a device event's writer job once per idempotency `key`; a resent event gets the first outcome.
+
+    Runs in the writer, inside the job's savepoint: if `fn` raises, neither its writes nor the outcome stay.
+    """
+    row = conn.execute("SELECT outcome FROM event_outcomes WHERE key = ?", (key,)).fetchone()
+    if row is not None:
+        stored = json.loads(row["outcome"])
+        return JobOutcome(
+            ok=bool(stored["ok"]),
+            code=stored["code"],
+            message=stored["message"],
+            message_en=stored["message_en"],
+            document=stored.get("document"),
+            detail=stored.get("detail"),
+            replayed=True,
+        )
+    outcome = fn(conn, ctx, *args)
+    body = {
+        "ok": outcome.ok,
+        "code": outcome.code,
+        "message": outcome.message,
+        "message_en": outcome.message_en,
+        "document": outcome.document,
+        "detail": outcome.detail,
+    }
+    conn.execute(
+        "INSERT INTO event_outcomes (key, kind, ok, outcome, ts) VALUES (?, ?, ?, ?, ?)",
+        (key, kind, int(outcome.ok), json.dumps(body, ensure_ascii=False), ctx.now.isoformat()),
+    )
+    return outcome

@@ -12,7 +12,9 @@ from edge.web.middleware import MAX_BODY_BYTES, BodySizeLimit, HttpMetrics
 from edge.web.routes import (
     auth,
     books,
+    cold_rooms,
     compliance,
+    devices,
     documents,
     finance,
     health,
@@ -22,8 +24,10 @@ from edge.web.routes import (
     locations,
     metrics,
     prices,
+    receiving,
     stock,
     stores,
+    supplier_portal,
     suppliers,
     vouchers,
 )
@@ -60,6 +64,10 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
         prices,
         compliance,
         books,
+        devices,
+        receiving,
+        supplier_portal,
+        cold_rooms,
     )
 )
 

@@ -235,7 +235,7 @@ def test_any_json_event_is_either_a_command_a_reading_or_a_rejection(kind: str, 
         assert out.message and out.message_en
         json.loads(Ack.for_rejection(out).to_json())
     else:
-        assert out.kind is EventKind(kind)
+        assert out.kind == EventKind(kind).value
         assert (out.command is None) != (out.reading is None)
         if out.command is not None:
             assert out.command.key == f"dev:dev-1:{body['id']}"

@@ -1,0 +1,1 @@
+-- Devices: scan-to-receive: ASNs, delivery notes, receipt drafts, supplier signing keys.

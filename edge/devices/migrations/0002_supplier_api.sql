@@ -1,0 +1,1 @@
+-- Devices: supplier API keys and ASN connector sources.

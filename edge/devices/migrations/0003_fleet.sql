@@ -1,0 +1,1 @@
+-- Devices: device status, offline alerts, cold-room history and excursions.

@@ -1,0 +1,1 @@
+-- Devices: scale weights and label formats.

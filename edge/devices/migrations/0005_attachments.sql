@@ -1,0 +1,1 @@
+-- Devices: photos and signatures that travel with device events.
