@@ -50,7 +50,8 @@ DEMO_DEVICES: tuple[tuple[str, str], ...] = (
     ("pos-1", "pos"),
     ("pda-1", "handheld"),
     ("cold-1", "sensor"),
-    ("scale-1", "scale"),
+    ("scale-1", "scale"),  # a serial scale behind the serial adapter (tools/sim runs it on a pty)
+    ("scanner-1", "scanner"),  # a serial barcode scanner, likewise
 )
 SAMPLE_SIZE = 40
 SAMPLE_MAX_PRICE_FEN = 3000  # the POS simulator sells everyday goods, not 五粮液

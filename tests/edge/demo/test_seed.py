@@ -197,6 +197,7 @@ def test_demo_json_has_exactly_the_documented_keys_and_is_private(seeded) -> Non
         "pda-1": "handheld",
         "cold-1": "sensor",
         "scale-1": "scale",
+        "scanner-1": "scanner",
     }
 
 
