@@ -45,7 +45,11 @@ class LocationSpec:
 
 @dataclass(frozen=True, slots=True)
 class ItemSpec:
-    """An item with its units (`unit -> factor` in base units) and barcodes (`code -> unit`)."""
+    """An item with its units (`unit -> factor` in base units) and barcodes (`code -> unit`).
+
+    A weighed item (base unit g) has a `plu` (称重商品编号): the number the store's scales print on their
+    labels; the seed registers the label's item code (flag digits + PLU, docs/barcodes.md) as a barcode.
+    """
 
     sku: str
     name: str
@@ -61,6 +65,7 @@ class ItemSpec:
     supplier: str
     units: tuple[tuple[str, int], ...]
     barcodes: tuple[tuple[str, str], ...]
+    plu: int | None = None
 
     @property
     def barcode(self) -> str:
@@ -628,6 +633,7 @@ def build_catalog(seed: int = DEFAULT_SEED, *, local_store_id: str = "store-001"
     codes = _Barcodes(rng)
     counters: dict[str, int] = {}
     items: list[ItemSpec] = []
+    plus = 0  # PLUs of weighed items, numbered from 1 in catalog order
     for category, brands, forms in _FAMILIES:
         rule = rules[category]
         for brand_line in brands:
@@ -636,6 +642,8 @@ def build_catalog(seed: int = DEFAULT_SEED, *, local_store_id: str = "store-001"
                 zh, en, unit, price, case, shelf, vat = form_line.split("|")
                 counters[rule.prefix] = counters.get(rule.prefix, 0) + 1
                 sku = f"{rule.prefix}{counters[rule.prefix]:04d}"
+                if unit == WEIGHED_UNIT:
+                    plus += 1
                 items.append(
                     _make_item(
                         rng,
@@ -650,6 +658,7 @@ def build_catalog(seed: int = DEFAULT_SEED, *, local_store_id: str = "store-001"
                         case=int(case),
                         shelf=int(shelf),
                         vat=0 if vat == "E" else int(vat) or rule.vat_rate_bp,
+                        plu=plus if unit == WEIGHED_UNIT else None,
                     )
                 )
     suppliers = tuple(
@@ -687,6 +696,7 @@ def _make_item(
     case: int,
     shelf: int,
     vat: int,
+    plu: int | None = None,
 ) -> ItemSpec:
     units: dict[str, int] = {unit: 1}
     barcodes: dict[str, str] = {}
@@ -727,6 +737,7 @@ def _make_item(
         supplier=rule.supplier,
         units=tuple(units.items()),
         barcodes=tuple(barcodes.items()),
+        plu=plu,
     )
 
 
@@ -789,6 +800,11 @@ def check_catalog(catalog: Catalog) -> list[str]:
             seen.add(code)
         if item.cost_fen >= item.price_fen:
             problems.append(f"{item.sku}: cost {item.cost_fen} is not below price {item.price_fen}")
+        if (item.plu is not None) != (item.base_unit == WEIGHED_UNIT):
+            problems.append(f"{item.sku}: a PLU is for weighed items (base unit {WEIGHED_UNIT}) and each has one")
+    plus = [item.plu for item in catalog.items if item.plu is not None]
+    if len(plus) != len(set(plus)):
+        problems.append("a PLU is used twice")
     for supplier in catalog.suppliers:
         if not uscc.is_valid(supplier.credit_code):
             problems.append(f"{supplier.id}: credit code {supplier.credit_code} is not a valid USCC")

@@ -5,7 +5,7 @@ Every command carries an idempotency key; posting the same key again returns the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from enum import StrEnum
 from typing import Any
@@ -112,14 +112,16 @@ RETURN_REASON_ALIASES: dict[str, ReturnReason] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Line:
     """One line of a document as a client sends it.
 
     `code` is a SKU or any of its barcodes; a barcode may imply a unit (a case barcode means cases).
     `qty` is in `unit` (or the barcode's unit, or the base unit). For a stocktake it is the counted
     quantity. `price_fen` is the unit price including VAT; for receipts it is the purchase price,
-    for sales and returns the selling price (defaults to the item's price).
+    for sales and returns the selling price (defaults to the item's price). `amount_fen` is the line
+    total as charged (the amount printed on a scale label, 金额): when set it is the line's gross
+    instead of price × qty.
     """
 
     code: str
@@ -129,6 +131,13 @@ class Line:
     lot: str | None = None
     expiry: date | None = None
     location: str | None = None
+    amount_fen: int | None = None
+
+    def __repr__(self) -> str:
+        # A command's fingerprint is the hash of its repr (posting._fingerprint), and fingerprints of commands
+        # already posted are stored: a line without amount_fen must repr exactly as before that field existed.
+        shown = (f for f in fields(self) if not (f.name == "amount_fen" and self.amount_fen is None))
+        return f"{type(self).__qualname__}({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -263,10 +263,43 @@ def _check_command(cmd: PostDocument) -> None:
                 line=i,
                 field="price_fen",
             )
+        if line.amount_fen is not None:
+            _check_amount(cmd.type, i, line.amount_fen)
         if not line.code or len(line.code) > 64:
             raise _invalid(f"第 {i} 行商品编码无效", f"line {i}: item code must be 1..64 characters", line=i)
         if line.lot is not None and not 1 <= len(line.lot) <= 64:
             raise _invalid(f"第 {i} 行批号无效", f"line {i}: lot must be 1..64 characters", line=i)
+
+
+# Document types whose lines carry a price, so that a line's total as charged (amount_fen) means something.
+_AMOUNT_TYPES = frozenset(
+    {
+        DocType.PURCHASE_ORDER,
+        DocType.RECEIPT,
+        DocType.SALE,
+        DocType.CUSTOMER_RETURN,
+        DocType.SUPPLIER_RETURN,
+        DocType.GIFT_OUT,
+        DocType.SAMPLE_IN,
+    }
+)
+
+
+def _check_amount(doc_type: DocType, i: int, amount: object) -> None:
+    if doc_type not in _AMOUNT_TYPES:
+        raise _invalid(
+            f"第 {i} 行: {doc_type.value} 单据的行不能指定金额 (amount_fen)",
+            f"line {i}: a {doc_type.value} line cannot carry amount_fen",
+            line=i,
+            field="amount_fen",
+        )
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= MAX_AMOUNT_FEN:
+        raise _invalid(
+            f"第 {i} 行金额无效: {amount!r} (单位: 分)",
+            f"line {i}: amount {amount!r} must be 0..{MAX_AMOUNT_FEN} fen",
+            line=i,
+            field="amount_fen",
+        )
 
 
 def _reason(cmd: PostDocument) -> str | None:
@@ -350,6 +383,8 @@ def _resolve_lines(conn: sqlite3.Connection, cmd: PostDocument, ctx: PostingCont
             raise _invalid(f"第 {i} 行数量过大", f"line {i}: quantity too large", line=i)
         price = _line_price(cmd.type, line, item)
         gross = line.qty * price if price is not None else 0
+        if line.amount_fen is not None:
+            gross = line.amount_fen  # the total as charged (a scale label's amount), not price × qty
         tax = tax_included(gross, item.vat_rate_bp) if cmd.type in _TAXED else 0
         location = line.location or default_location
         resolved.append(
