@@ -1,4 +1,5 @@
-"""Run the simulated devices of a demo box: a POS (pos-1), a handheld (pda-1), a cold-room sensor (cold-1).
+"""Run the simulated devices of a demo box: a POS (pos-1), a handheld (pda-1), a cold-room sensor (cold-1),
+and on pty pairs a serial scale (scale-1) and a serial scanner (scanner-1) behind their serial adapters.
 
 `main()` is what `storebox simulate` calls: it waits for demo.json and for the broker, then runs until
 SIGINT/SIGTERM (or `duration`), printing one line a minute. One thread schedules every device and a
@@ -27,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.demo.demo_json import DemoFileError, DemoInfo, DeviceLogin, read_demo_json
 from tools.sim.devices import ColdRoomSensor, Event, Handheld, PosTill
 from tools.sim.link import DeviceLink, LinkStats
+from tools.sim.serial_devices import DemoSerialDevices
 
 Say = Callable[[str], None]
 EXIT_OK = 0
@@ -50,6 +52,9 @@ class SimOptions:
     max_pending: int = 500
     report_every: float = 60.0
     tick: float = 0.25
+    serial: bool = True  # the serial scale and scanner on ptys, when demo.json has them
+    scale_interval: tuple[float, float] = (6.0, 15.0)
+    scanner_interval: tuple[float, float] = (20.0, 45.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +169,7 @@ def run_simulators(
     info = read_demo_json(Path(demo_json))
     devices = _build_devices(info, opts, say, monotonic)
     links = [d.link for d in devices]
+    serial_rig = _serial_devices(info, opts) if opts.serial else None
     started = monotonic()
     deadline = None if duration is None else started + duration
     next_report = started + opts.report_every
@@ -174,6 +180,9 @@ def run_simulators(
         f"[sim] 模拟设备已启动 simulators started: {', '.join(link.device_id for link in links)}"
         f" -> {connectable_host(info.mqtt_host)}:{info.mqtt_port}"
     )
+    if serial_rig is not None:
+        serial_rig.start()
+        say(f"[sim] 串口设备 serial devices on ptys: {serial_rig.describe()}")
     try:
         while not stop.is_set():
             now = monotonic()
@@ -195,7 +204,28 @@ def run_simulators(
     finally:
         for link in links:
             link.stop()
+        if serial_rig is not None:
+            serial_rig.stop()
+            say(f"[sim] 串口设备 serial devices: {serial_rig.report()}")
     return SimStats.of(links)
+
+
+def _serial_devices(info: DemoInfo, opts: SimOptions) -> DemoSerialDevices | None:
+    scale = _find(info, "scale", "scale-1")
+    scanner = _find(info, "scanner", "scanner-1")
+    if scale is None and scanner is None:
+        return None
+    return DemoSerialDevices(
+        info.store_id,
+        connectable_host(info.mqtt_host),
+        info.mqtt_port,
+        scale=scale,
+        scanner=scanner,
+        codes=[item.barcode for item in info.items],
+        rng=random.Random(opts.seed),
+        scale_interval=opts.scale_interval,
+        scanner_interval=opts.scanner_interval,
+    )
 
 
 def _report_line(stats: SimStats, last: SimStats, links: list[DeviceLink]) -> str:
