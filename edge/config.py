@@ -7,12 +7,13 @@ setting and what is allowed, so `storebox serve` can stop with that line and not
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_serializer, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "STOREBOX_"
@@ -82,11 +83,143 @@ class Settings(BaseSettings):
 
     # Devices and terminals (issue 4, docs/devices.md). Each part keeps its settings in its own block.
     # --- serial adapters and firmware profiles ---
+    serial_devices: tuple[dict[str, Any], ...] = Field(
+        (),
+        description="serial devices bridged onto the bus, each {device, profile, port, password, mode?}"
+        " (docs/firmware-profiles.md)",
+    )
+    firmware_profiles_dir: Path | None = Field(
+        None, description="folder of firmware profiles (*.yaml); default the shipped firmware_profiles/"
+    )
+
+    @field_validator("serial_devices")
+    @classmethod
+    def _serial_devices(cls, value: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        from edge.devices.serial_adapter import check_serial_devices
+
+        return check_serial_devices(value)
+
+    @field_serializer("serial_devices", when_used="json")
+    def _serial_passwords_hidden(self, value: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+        return [{**device, "password": "***"} for device in value]  # `storebox config` prints settings
+
     # --- barcodes and scales ---
+    scale_label_formats: tuple[str, ...] = Field(
+        ("2PPPPPPWWWWWC", "2PPPPPPMMMMMWWWWWC"),
+        description="in-store scale label barcodes (称重条码), first match wins: a digit is a fixed flag digit,"
+        " P the PLU, W the weight in grams, M the amount in fen, C the check digit (docs/barcodes.md)",
+    )
+    scale_weight_max_age_s: int = Field(
+        120, ge=1, le=3600, description="a scan takes a scale's stable weight only when it is at most this old"
+    )
+
+    @field_validator("scale_label_formats")
+    @classmethod
+    def _label_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from edge.devices.barcodes import parse_label_formats
+
+        parse_label_formats(value)  # a LabelFormatError is a ValueError: the message says what is wrong
+        return value
+
     # --- scan-to-receive, ASNs, supplier API ---
+    receiving_note_max_age_days: int = Field(
+        30, ge=1, le=366, description="scan-to-receive: a delivery note issued longer ago than this is refused"
+    )
+    receiving_clock_skew_seconds: int = Field(
+        600, ge=0, le=86400, description="scan-to-receive: how far a note's issue time may be ahead of the box's clock"
+    )
+    receiving_location: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="scan-to-receive: where received goods go unless the keeper names a location (unset: floor)",
+    )
+    asn_templates_dir: Path | None = Field(
+        None, description="supplier API: extra connector templates (*.yaml); one named like a shipped one replaces it"
+    )
+    supplier_api_requests_per_minute: int = Field(
+        60, ge=1, le=100_000, description="supplier API: requests per minute and key (a burst of as many is allowed)"
+    )
     # --- fleet, device status, cold chain ---
+    fleet_check_seconds: float = Field(
+        10.0, ge=0.5, le=600, description="how often device alerts, cold rooms and changed credentials are checked"
+    )
+    device_offline_alert_seconds: int = Field(
+        300, ge=0, le=7 * 86400, description="alert when a device is offline (status or last will) this long"
+    )
+    device_silent_alert_seconds: dict[str, int] = Field(
+        default_factory=lambda: {"sensor": 900},
+        description="alert when a device of these kinds sends nothing this long: kind -> seconds (JSON object)",
+    )
+    cold_chain_bands: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {"chilled": {"min": 0.0, "max": 4.0}, "frozen": {"max": -18.0}},
+        description="allowed temperatures per storage class in degrees Celsius: class -> {min, max} (JSON object)",
+    )
+    cold_chain_alarm_seconds: int = Field(
+        900, ge=0, le=86400, description="alarm when a cold room's sensor is out of band this long"
+    )
+    cold_chain_raw_days: int = Field(7, ge=1, le=3650, description="days raw temperature readings are kept")
+    cold_chain_minute_days: int = Field(90, ge=1, le=3650, description="days per-minute temperature rollups are kept")
+
+    @field_validator("device_silent_alert_seconds")
+    @classmethod
+    def _silent_after(cls, value: dict[str, int]) -> dict[str, int]:
+        from edge.security.devices import DeviceKind
+
+        for kind, seconds in value.items():
+            if kind not in DeviceKind.__members__.values():
+                raise ValueError(f"unknown device kind {kind!r}: {', '.join(k.value for k in DeviceKind)}")
+            if not 60 <= seconds <= 7 * 86400:
+                raise ValueError(f"{kind}: 60 to 604800 seconds")
+        return value
+
+    @field_validator("cold_chain_bands")
+    @classmethod
+    def _bands(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        from edge.devices.cold_chain import parse_bands
+
+        parse_bands(value)
+        return value
+
     # --- attachments (photos, signatures) ---
+    attachment_max_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, description="largest photo or signature a terminal may send"
+    )
+    attachment_incomplete_hours: int = Field(
+        24, ge=1, le=24 * 30, description="an attachment whose chunks are not all in after this long is refused"
+    )
+    attachment_max_open_per_device: int = Field(
+        16, ge=1, le=1000, description="unfinished attachments a terminal may have at once"
+    )
     # --- external MQTT broker ---
+    mqtt_url: str | None = Field(
+        None,
+        description="run against this external broker (MQTT 5) instead of the embedded one:"
+        " mqtt://user:password@host:1883 or mqtts://... (docs/mqtt5.md)",
+    )
+    mqtt_ca_file: Path | None = Field(
+        None, description="PEM CA certificates an mqtts:// broker's certificate is checked against (default: system)"
+    )
+    mqtt_client_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
+        description="the box's client id at the external broker; keeps its session (default storebox-<store_id>)",
+    )
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # an empty STOREBOX_MQTT_URL means the embedded broker
+        from edge.bus.broker_url import parse_broker_url
+
+        parse_broker_url(value)
+        return value.strip()
+
+    @field_serializer("mqtt_url", when_used="json")
+    def _broker_url_redacted(self, value: str | None) -> str | None:
+        from edge.bus.broker_url import parse_broker_url
+
+        return None if value is None else parse_broker_url(value).redacted()
 
     @field_validator("paper_expiry_warn_days")
     @classmethod
@@ -174,7 +307,12 @@ def _describe(error: dict[str, Any]) -> str:
         return f"unknown setting {name!r} / 未知配置项; known settings: {known}"
     if field is not None and field.description:
         allowed = f"{allowed} ({field.description})"
-    return f"invalid setting {name} ({env}={error.get('input')!r}): {allowed} / 配置无效"
+    shown = error.get("input")
+    if name == "serial_devices":  # holds device passwords: never echoed
+        shown = "…"
+    elif isinstance(shown, str):  # never echo a password given in a URL (mqtt_url)
+        shown = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", shown)
+    return f"invalid setting {name} ({env}={shown!r}): {allowed} / 配置无效"
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:

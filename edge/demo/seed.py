@@ -11,11 +11,11 @@ import logging
 import random
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from edge.demo.catalog import DEFAULT_SEED, Catalog, OpeningStock, build_catalog, opening_stock
+from edge.demo.catalog import DEFAULT_SEED, WEIGHED_UNIT, Catalog, OpeningStock, build_catalog, opening_stock
 from edge.demo.demo_json import (
     DEMO_JSON_NAME,
     Addresses,
@@ -27,6 +27,7 @@ from edge.demo.demo_json import (
     write_demo_json,
 )
 from edge.demo.finance import seed_finance
+from edge.devices.barcodes import DEFAULT_LABEL_FORMATS, label_item_code
 from edge.finance.setup import prepare_books
 from edge.ledger.commands import DocType, Line, PostDocument
 from edge.ledger.masterdata import (
@@ -37,11 +38,12 @@ from edge.ledger.masterdata import (
     add_supplier,
 )
 from edge.ledger.posting import PostingContext, post
+from edge.bus.broker_credentials import set_broker_credential
 from edge.security.devices import create_device
 from edge.security.roles import ROLE_NAMES, Role
 from edge.security.users import create_user
 
-__all__ = ["DEMO_DEVICES", "DemoSeedError", "demo_needed", "refresh_demo_json", "seed_demo"]
+__all__ = ["DEMO_DEVICES", "DemoSeedError", "demo_needed", "plu_barcodes", "refresh_demo_json", "seed_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,14 @@ def _exists(conn: sqlite3.Connection, table: str, column: str, value: str) -> bo
     return conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (value,)).fetchone() is not None
 
 
+def plu_barcodes(plu: int | None, formats: Sequence[str] = DEFAULT_LABEL_FORMATS) -> dict[str, str]:
+    """The barcodes of a weighed item's PLU: the item code a label of each of the store's formats carries
+    (flag digits + PLU), in grams. docs/barcodes.md, "Where PLUs live"."""
+    if plu is None:
+        return {}
+    return {label_item_code(fmt, plu): WEIGHED_UNIT for fmt in formats}
+
+
 def _add_master_data(conn: sqlite3.Connection, catalog: Catalog, settings: SeedSettings) -> None:
     # Locations and stores may already exist (created by an operator or a later migration): keep them.
     for loc in catalog.locations:
@@ -157,6 +167,7 @@ def _add_master_data(conn: sqlite3.Connection, catalog: Catalog, settings: SeedS
     for store in catalog.neighbour_stores:
         if not _exists(conn, "stores", "id", store.id):
             add_store(conn, store.id, store.name)
+    formats = getattr(settings, "scale_label_formats", DEFAULT_LABEL_FORMATS)
     for cat in catalog.categories:
         if not _exists(conn, "categories", "code", cat.code):
             add_category(conn, cat.code, cat.name, cat.name_en, cat.storage_class)
@@ -178,7 +189,7 @@ def _add_master_data(conn: sqlite3.Connection, catalog: Catalog, settings: SeedS
             lot_tracked=item.lot_tracked,
             name_en=item.name_en,
             units={unit: factor for unit, factor in item.units if unit != item.base_unit},
-            barcodes=dict(item.barcodes),
+            barcodes={**dict(item.barcodes), **plu_barcodes(item.plu, formats)},
         )
 
 
@@ -212,6 +223,7 @@ def _add_devices(
         device_id = _free_name(conn, "devices", "id", wanted)
         secret = make_password()
         create_device(conn, device_id, kind, secret, now=ctx.now)
+        set_broker_credential(conn, device_id, secret)  # so the demo also runs against Mosquitto (docs/mqtt5.md)
         devices.append(DeviceLogin(device_id, kind, device_id, secret))
     return tuple(devices)
 

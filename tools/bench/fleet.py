@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if not w.wait(30):
                 raise TimeoutError("a fleet device did not connect")
         time.sleep(1.0)  # SUBACKs in
+        serial.codes, serial.store, serial.port = codes, box.store_id, box.mqtt_port
         serial.start()
         cpu_before, wall_before = _cpu_seconds(box.proc.pid), time.perf_counter()
         rss_peak = 0
@@ -229,26 +230,126 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
-# --- the serial part: filled in once the serial adapters land -----------------------------------------
+# --- the serial part: 8 devices on pty pairs, read by the box's own serial adapters ------------------------
+
+SERIAL = (
+    ("fleet-scanner-1", "scanner", "serial-barcode-scanner"),
+    ("fleet-scanner-2", "scanner", "serial-barcode-scanner"),
+    ("fleet-scanner-3", "scanner", "serial-barcode-scanner"),
+    ("fleet-scanner-4", "scanner", "serial-barcode-scanner"),
+    ("fleet-scale-1", "scale", "mettler-toledo-mt-sics"),
+    ("fleet-scale-2", "scale", "mettler-toledo-mt-sics"),
+    ("fleet-scale-3", "scale", "cn-retail-scale-continuous"),
+    ("fleet-scale-4", "scale", "mettler-toledo-continuous"),
+)
 
 
 @dataclass
 class SerialFleet:
+    """Simulators on the master side of pty pairs; the box opens the slave sides (setting serial_devices).
+
+    Scanners scan a code every `scan_interval` seconds (sale mode); scales get a new load every few
+    seconds. Acks are counted by a watcher client per device that logs in with the device's credentials.
+    """
+
     env: dict[str, str] = field(default_factory=dict)
     count: int = 0
+    sims: list[Any] = field(default_factory=list)
+    pairs: list[Any] = field(default_factory=list)
+    logins: dict[str, str] = field(default_factory=dict)
+    acks: dict[str, list[int]] = field(default_factory=dict)
+    watchers: list[mqtt.Client] = field(default_factory=list)
+    scan_interval: float = 0.5
+    codes: list[str] = field(default_factory=list)
+    store: str = ""
+    port: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
-        pass
+        for device, password in self.logins.items():
+            counts = self.acks.setdefault(device, [0, 0])
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device}-watch", clean_session=True)
+            client.username_pw_set(device, password)
+            topic = f"storebox/{self.store}/dev/{device}/ack"
+
+            def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage, counts: list[int] = counts) -> None:
+                counts[0 if json.loads(msg.payload).get("ok") else 1] += 1
+
+            client.on_message = on_message
+            client.on_connect = lambda c, u, f, rc, p, topic=topic: c.subscribe(topic, qos=1)
+            client.connect("127.0.0.1", self.port)
+            client.loop_start()
+            self.watchers.append(client)
+        for sim in self.sims:
+            sim.start()
+        thread = threading.Thread(target=self._drive, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _drive(self) -> None:
+        from tools.sim.serial_devices import ScannerSim
+
+        n = 0
+        while not self._stop.wait(self.scan_interval):
+            n += 1
+            for sim in self.sims:
+                if isinstance(sim, ScannerSim):
+                    sim.scan(self.codes[n % len(self.codes)])
+                elif n % 6 == 0:
+                    sim.place(100 + (n * 37) % 2900, settle=2)
 
     def stop(self) -> dict[str, Any]:
-        return {}
+        self._stop.set()
+        time.sleep(2.0)  # the last acks
+        for client in self.watchers:
+            client.loop_stop()
+            client.disconnect()
+        scans = sum(getattr(sim, "scans", 0) for sim in self.sims)
+        return {
+            "scans_sent": scans,
+            "acked_ok": sum(c[0] for c in self.acks.values()),
+            "acked_failed": sum(c[1] for c in self.acks.values()),
+        }
 
     def close(self) -> None:
-        pass
+        for sim in self.sims:
+            sim.stop()
+        for pair in self.pairs:
+            pair.close()
 
 
 def _serial_fleet(data_dir: Path) -> SerialFleet:
-    return SerialFleet()
+    from edge.db import connect
+    from edge.security.devices import create_device
+    from tools.sim.serial_devices import ContinuousScaleSim, MtSicsScaleSim, PtyPair, ScannerSim
+
+    fleet = SerialFleet()
+    conn = connect(data_dir / "storebox.db")
+    entries = []
+    conn.execute("BEGIN")
+    for device, kind, profile in SERIAL:
+        password = uuid.uuid4().hex
+        create_device(conn, device, kind, password)
+        pair = PtyPair()
+        sim: Any
+        if profile == "serial-barcode-scanner":
+            sim = ScannerSim(pair)
+        elif profile == "mettler-toledo-mt-sics":
+            sim = MtSicsScaleSim(pair)
+        elif profile == "cn-retail-scale-continuous":
+            sim = ContinuousScaleSim(pair, fmt="st-gs")
+        else:
+            sim = ContinuousScaleSim(pair, fmt="toledo")
+        fleet.pairs.append(pair)
+        fleet.sims.append(sim)
+        fleet.logins[device] = password
+        entries.append({"device": device, "profile": profile, "port": pair.slave_name, "password": password})
+    conn.execute("COMMIT")
+    conn.close()
+    fleet.env = {"STOREBOX_SERIAL_DEVICES": json.dumps(entries)}
+    fleet.count = len(entries)
+    return fleet
 
 
 def _markdown(r: dict[str, Any]) -> str:
