@@ -2,6 +2,8 @@
 
 `require(permission)` is the one way an endpoint states the permission it needs; `permission_of`
 reads it back from a route, for the OpenAPI `x-permission` field and the roles x endpoints test.
+Both are built on `Access`: a permission together with the OpenAPI security scheme that carries the
+caller — a user's bearer token here, a supplier's API key for the supplier API (routes/supplier_portal.py).
 """
 
 import re
@@ -9,7 +11,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -105,7 +107,15 @@ def current_user(deps: Deps, reader: Reader, token: Annotated[str | None, Depend
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-class Requirement:
+class Access:
+    """What an endpoint needs from its caller: one permission, checked against the caller that the OpenAPI
+    security scheme `scheme` carries. Subclasses are the FastAPI dependencies that do the check."""
+
+    scheme: ClassVar[str] = "OAuth2PasswordBearer"
+    permission: str
+
+
+class Requirement(Access):
     """Dependency that lets the request through only when the user's role holds `permission`."""
 
     def __init__(self, permission: str) -> None:
@@ -125,15 +135,21 @@ def require(permission: str) -> Any:
     return Depends(Requirement(permission))
 
 
-def permission_of(route: APIRoute) -> str | None:
-    """The permission a route requires, found in its dependency tree (None for public routes)."""
+def access_of(route: APIRoute) -> Access | None:
+    """What a route requires of its caller, found in its dependency tree (None for public routes)."""
     pending: list[Dependant] = [route.dependant]
     while pending:
         dependant = pending.pop()
-        if isinstance(dependant.call, Requirement):
-            return dependant.call.permission
+        if isinstance(dependant.call, Access):
+            return dependant.call
         pending.extend(dependant.dependencies)
     return None
+
+
+def permission_of(route: APIRoute) -> str | None:
+    """The permission a route requires (None for public routes)."""
+    access = access_of(route)
+    return None if access is None else access.permission
 
 
 def idempotency_key(request: Request) -> str:

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from edge.web.api import create_api
+from edge.web.api import ROUTERS, create_api
+from edge.web.deps import access_of
 from tests.edge.web.apibox import Box, assert_error_shape, build_deps
 
 pytestmark = pytest.mark.anyio
@@ -89,6 +92,13 @@ async def test_body_over_one_mebibyte_is_413(box: Box) -> None:
 async def test_openapi_documents_every_error_and_permission(box: Box) -> None:
     spec = (await box.client.get("/api/v1/openapi.json")).json()
     error_ref = "#/components/schemas/ErrorOut"
+    schemes = {  # the security scheme each route's Access states: a bearer token, or a supplier API key
+        (method.lower(), re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)): access.scheme
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute) and (access := access_of(route)) is not None
+        for method in route.methods
+    }
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             responses = operation["responses"]
@@ -98,7 +108,7 @@ async def test_openapi_documents_every_error_and_permission(box: Box) -> None:
             if "x-permission" in operation:
                 for status in ("401", "403"):
                     assert responses[status]["content"]["application/json"]["schema"]["$ref"] == error_ref
-                assert operation["security"] == [{"OAuth2PasswordBearer": []}]
+                assert operation["security"] == [{schemes[(method, path)]: []}]
             if method == "post" and path.startswith("/api/v1/documents/"):
                 key = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
                 assert key and key[0]["required"] is True and key[0]["in"] == "header"
