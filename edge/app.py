@@ -1,8 +1,8 @@
 """Composition root: builds every part of the box from its settings and wires them. Nothing else wires.
 
 Start order: schema migrations -> demo seed (if asked, on an empty database) -> the one writer ->
-the embedded broker with the ingest consumer -> the HTTP API. Stop order is the reverse; the writer
-finishes the posting in flight before the process exits.
+the embedded broker (or the client of an external one) with the ingest consumer -> the HTTP API. Stop order
+is the reverse; the writer finishes the posting in flight before the process exits.
 """
 
 from __future__ import annotations
@@ -118,9 +118,15 @@ class StoreBox:
         self.ingest = IngestConsumer(
             settings=self.settings, writer=self.writer, registry=self.registry, clock=self.clock
         )
-        self.broker = EmbeddedBroker(
-            self.settings, open_reader=self.open_reader, ingest=self.ingest, registry=self.registry
-        )
+        # --- external MQTT broker: with mqtt_url the box is an MQTT 5 client of it instead (docs/mqtt5.md) ---
+        if self.settings.mqtt_url is not None:
+            from edge.bus.external import ExternalBroker
+
+            self.broker = ExternalBroker(self.settings, ingest=self.ingest, registry=self.registry)
+        else:
+            self.broker = EmbeddedBroker(
+                self.settings, open_reader=self.open_reader, ingest=self.ingest, registry=self.registry
+            )
         await self.broker.start()
         self.ingest.attach(self.broker)
         await self.ingest.start()
@@ -135,8 +141,42 @@ class StoreBox:
         )
         # --- issue 4: devices. Each part starts here in its own block and stops in stop(). ---
         # --- serial adapters (firmware profiles) ---
+        if self.settings.serial_devices:
+            from edge.devices.serial_adapter import run_serial_adapters
+
+            # Each serial device on the bus as an MQTT client with its own credentials; cancelled (and its
+            # adapters stopped) first thing in stop(), like every background task.
+            self._background.append(
+                asyncio.create_task(
+                    run_serial_adapters(self.settings, registry=self.registry, clock=self.clock), name="serial"
+                )
+            )
         # --- fleet: device status, offline alerts, cold chain ---
+        from edge.bus.status import AckCounter, FleetMonitor
+
+        # Status messages (and last wills) from the broker; alerts on alert/device-offline and alert/cold-room;
+        # connections of rotated or disabled devices closed; acks counted per device.
+        self.fleet = FleetMonitor(
+            self.settings,
+            self.writer,
+            self.broker,
+            self.open_reader,
+            self.registry,
+            self.clock,
+            sessions=self.broker if hasattr(self.broker, "disconnect_device") else None,
+        )
+        self.broker.on_status = self.fleet.on_status
+        self.ingest.attach(AckCounter(self.broker, self.settings.store_id, self.fleet.metrics))
+        self._background.append(self.fleet.start())
         # --- attachments ---
+        from edge.devices.attachments import attachment_limits, sweep_periodically
+
+        # Unlinked files a crash left, temp files, uploads whose chunks never all came: at start and hourly.
+        self._background.append(
+            asyncio.create_task(
+                sweep_periodically(self.writer, attachment_limits(self.settings), self.clock), name="attachments-sweep"
+            )
+        )
         self.api = self.build_api()
 
     def build_api(self) -> FastAPI:

@@ -34,7 +34,21 @@ app.add_typer(user_app, name="user")
 app.add_typer(device_app, name="device")
 # issue 4 sub-apps: each part adds its typer here, commands in its own block at the end of this file.
 # --- serial / profiles ---
+serial_app = typer.Typer(help="串口设备 / serial devices bridged onto the bus.", no_args_is_help=True)
+profiles_app = typer.Typer(help="固件档案 / firmware profiles of device models.", no_args_is_help=True)
+app.add_typer(serial_app, name="serial")
+app.add_typer(profiles_app, name="profiles")
 # --- asn / receiving ---
+supplier_key_app = typer.Typer(help="供应商接口密钥 / supplier API keys (X-Api-Key).", no_args_is_help=True)
+asn_template_app = typer.Typer(help="发货通知对接模板 / ASN connector templates.", no_args_is_help=True)
+supplier_app.add_typer(supplier_key_app, name="api-key")
+supplier_app.add_typer(asn_template_app, name="asn-template")
+signing_key_app = typer.Typer(help="送货单签名公钥 / suppliers' delivery-note signing keys.", no_args_is_help=True)
+asn_app = typer.Typer(help="发货通知 / advance shipping notices (ASN).", no_args_is_help=True)
+receiving_app = typer.Typer(help="扫码收货 / scan-to-receive: delivery notes and receipt drafts.", no_args_is_help=True)
+supplier_app.add_typer(signing_key_app, name="signing-key")
+app.add_typer(asn_app, name="asn")
+app.add_typer(receiving_app, name="receiving")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (also STOREBOX_CONFIG).", dir_okay=False)
@@ -229,12 +243,16 @@ def device_add(
     data_dir: DataDirOption = None,
 ) -> None:
     """Register a device and print its MQTT credentials."""
+    from edge.bus.broker_credentials import set_broker_credential
     from edge.security.devices import create_device
 
     secret = _password(password)
-    _add_credential(
-        _settings(config, data_dir=data_dir), lambda c: create_device(c, device_id, kind, secret), device_id, secret
-    )
+
+    def create(conn: Any) -> None:
+        create_device(conn, device_id, kind, secret)
+        set_broker_credential(conn, device_id, secret)  # for an external broker's password file (docs/mqtt5.md)
+
+    _add_credential(_settings(config, data_dir=data_dir), create, device_id, secret)
     typer.echo(json.dumps({"id": device_id, "kind": kind, "username": device_id, "password": secret}))
 
 
@@ -985,12 +1003,645 @@ def main() -> None:
     app(prog_name="storebox")
 
 
-if __name__ == "__main__":
-    main()
-
-
 # --- issue 4: device fleet commands (storebox device ...) ---
+
+
+def _fleet_write(settings: Settings, fn: Any, *args: Any) -> Any:
+    """`fn(conn, *args, "cli", now)` in one transaction; a refusal is one clear line and exit code 2. Safe while
+    the box runs: SQLite takes this writer after the box's, and the box sees the change at the next connect."""
+    from datetime import UTC, datetime
+
+    from edge.ledger.errors import DomainError
+
+    conn = _open_db(settings, readonly=False)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        result = fn(conn, *args, "cli", datetime.now(UTC))
+        conn.execute("COMMIT")
+        return result
+    except DomainError as err:
+        conn.execute("ROLLBACK")
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
+
+
+@device_app.command("list")
+def device_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the devices as JSON.")] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Devices with their status (online/offline as reported), last seen, room and open alert."""
+    from edge.devices.fleet import device_records
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        records = device_records(conn)
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
+        return
+    for r in records:
+        state = r["status"]["state"] if r["status"] else "-"
+        alert = f" ALERT:{r['alert']['state']}" if r["alert"] else ""
+        typer.echo(
+            f"{r['id']:<20} {r['kind']:<9} {'enabled' if r['enabled'] else 'DISABLED':<8} {state:<7}"
+            f" seen {r['last_seen'] or '-':<25} room {r['location'] or '-'}{alert}"
+        )
+
+
+@device_app.command("rotate")
+def device_rotate(
+    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    password: Annotated[str | None, typer.Option(help="Generated and printed when omitted.")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Give a device a new MQTT password and print it; the old one stops working at once."""
+    from edge.devices.fleet import new_device_password, rotate_credentials
+
+    secret = password or new_device_password()
+    _fleet_write(_settings(config, data_dir=data_dir), rotate_credentials, device_id, secret)
+    typer.echo(json.dumps({"id": device_id, "username": device_id, "password": secret}))
+
+
+def _set_enabled(device_id: str, enabled: bool, config: Path | None, data_dir: Path | None) -> None:
+    from edge.devices.fleet import set_enabled
+
+    record = _fleet_write(_settings(config, data_dir=data_dir), set_enabled, device_id, enabled)
+    typer.echo(json.dumps({"id": record["id"], "enabled": record["enabled"]}))
+
+
+@device_app.command("disable")
+def device_disable(
+    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Disable a device: it can no longer connect, and a running box closes its connection."""
+    _set_enabled(device_id, False, config, data_dir)
+
+
+@device_app.command("enable")
+def device_enable(
+    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Enable a disabled device again."""
+    _set_enabled(device_id, True, config, data_dir)
+
+
+@device_app.command("set")
+def device_set(
+    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    location: Annotated[str | None, typer.Option(help="The room it is in (a location code); '' clears.")] = None,
+    profile: Annotated[str | None, typer.Option(help="Its firmware profile id; '' clears.")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Place a device in a room (a cold-room sensor's readings belong there) or name its firmware profile."""
+    from edge.devices.fleet import update_placement
+
+    changes = {k: v or None for k, v in (("location", location), ("profile", profile)) if v is not None}
+    record = _fleet_write(_settings(config, data_dir=data_dir), update_placement, device_id, changes)
+    typer.echo(json.dumps({k: record[k] for k in ("id", "kind", "location", "profile")}, ensure_ascii=False))
+
 
 # --- issue 4: serial adapters and firmware profiles (storebox serial ..., storebox profiles ...) ---
 
+
+@profiles_app.command("check")
+def profiles_check(
+    folder: Annotated[
+        Path | None, typer.Argument(help="Folder of *.yaml profiles (default: the shipped firmware_profiles/).")
+    ] = None,
+) -> None:
+    """Validate every firmware profile of a folder; exit 2 with `file:line: reason` for each problem."""
+    from edge.devices.profiles import read_profiles
+
+    catalog = read_profiles(folder)
+    for problem in catalog.problems:
+        typer.echo(str(problem), err=True)
+    if catalog.problems:
+        typer.echo(f"固件档案有误 {len(catalog.problems)} 处 / {len(catalog.problems)} problems", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"固件档案有效 / {len(catalog.profiles)} profiles ok in {catalog.folder}: {', '.join(catalog.profiles)}")
+
+
+@profiles_app.command("list")
+def profiles_list(
+    folder: Annotated[Path | None, typer.Argument(help="Folder of *.yaml profiles.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the firmware profiles: id, device kind, transport, events, commands, manual section."""
+    from edge.devices.profiles import read_profiles
+
+    catalog = read_profiles(folder)
+    rows = [
+        {
+            "id": p.id,
+            "device_kind": p.device_kind,
+            "transport": p.transport.value,
+            "vendor": p.vendor,
+            "model": p.model,
+            "events": list(p.emits),
+            "commands": list(p.commands),
+            "manual": {"document": p.manual.document, "section": p.manual.section},
+        }
+        for p in catalog.profiles.values()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for row in rows:
+            events = ", ".join(row["events"]) or "-"
+            typer.echo(f"{row['id']}  [{row['device_kind']}, {row['transport']}]  evt: {events}  {row['model']}")
+    for problem in catalog.problems:
+        typer.echo(str(problem), err=True)
+
+
+@serial_app.command("run")
+def serial_run(
+    config: ConfigOption = None,
+    mqtt_host: Annotated[str | None, typer.Option(help="Broker to publish to (default STOREBOX_MQTT_HOST).")] = None,
+    mqtt_port: Annotated[int | None, typer.Option(help="Its port (default STOREBOX_MQTT_PORT).")] = None,
+    profiles: Annotated[
+        Path | None, typer.Option(help="Folder of firmware profiles (default STOREBOX_FIRMWARE_PROFILES_DIR).")
+    ] = None,
+    duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
+) -> None:
+    """Run the serial adapters of `serial_devices` in this process (a gateway) until Ctrl-C or SIGTERM."""
+    import logging
+    import signal
+    import threading
+
+    from edge.devices.serial_adapter import run_gateway
+
+    settings = _settings(config)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    if duration is not None:
+        threading.Timer(duration, stop.set).start()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        code = run_gateway(
+            settings,
+            mqtt_host=mqtt_host or settings.mqtt_host,
+            mqtt_port=mqtt_port or settings.mqtt_port,
+            stop=stop,
+            profiles_dir=profiles,
+            say=typer.echo,
+        )
+    finally:
+        stop.set()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    raise typer.Exit(code)
+
+
 # --- issue 4: ASNs, delivery notes, supplier API keys (storebox asn ..., storebox supplier ...) ---
+
+# supplier API keys, supplier devices, connector templates, the OpenAPI subset (docs/supplier-api/README.md)
+ScopeOption = Annotated[
+    list[str] | None,
+    typer.Option("--scope", help="Permission of the key (repeat); default all: supplier:asns:write, ..."),
+]
+KeyIdOption = Annotated[str | None, typer.Option("--key", help="Only this key id (default: every active key).")]
+ActorOption = Annotated[str, typer.Option("--actor", help="who does it (audit trail)")]
+
+
+def _supplier_write(settings: Settings, act: Any) -> Any:
+    """`act(conn, now)` in one transaction; a refusal is one clear line and exit code 2."""
+    from datetime import UTC, datetime
+
+    from edge.ledger.errors import DomainError
+
+    conn = _open_db(settings, readonly=False)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        result = act(conn, datetime.now(UTC))
+        conn.execute("COMMIT")
+        return result
+    except DomainError as err:
+        conn.execute("ROLLBACK")
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
+
+
+def _issued(issued: Any) -> None:
+    typer.echo(json.dumps({**issued.info.to_json(issued.info.created_at), "api_key": issued.key}, ensure_ascii=False))
+    typer.echo(
+        "请立即把密钥交给供应商, 之后无法再次显示 / hand the key to the supplier now; it is not shown again", err=True
+    )
+
+
+@supplier_key_app.command("create")
+def supplier_key_create(
+    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    scope: ScopeOption = None,
+    label: Annotated[str | None, typer.Option(help="what the key is for, e.g. the supplier's ERP")] = None,
+    actor: ActorOption = "cli",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Issue an API key for a supplier and print it once (JSON)."""
+    from edge.devices.supplier_keys import create_api_key
+
+    issued = _supplier_write(
+        _settings(config, data_dir=data_dir),
+        lambda conn, now: create_api_key(conn, supplier, now=now, actor=actor, scopes=scope, label=label),
+    )
+    _issued(issued)
+
+
+@supplier_key_app.command("rotate")
+def supplier_key_rotate(
+    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    key: KeyIdOption = None,
+    grace_minutes: Annotated[
+        int, typer.Option(min=0, max=30 * 24 * 60, help="the old key keeps working this long (default 0: stops now)")
+    ] = 0,
+    actor: ActorOption = "cli",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Replace the supplier's key(s) by a new one with the same scopes; print the new key once."""
+    from datetime import timedelta
+
+    from edge.devices.supplier_keys import rotate_api_keys
+
+    issued = _supplier_write(
+        _settings(config, data_dir=data_dir),
+        lambda conn, now: rotate_api_keys(
+            conn, supplier, now=now, actor=actor, key_id=key, grace=timedelta(minutes=grace_minutes)
+        ),
+    )
+    _issued(issued)
+
+
+@supplier_key_app.command("revoke")
+def supplier_key_revoke(
+    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    key: KeyIdOption = None,
+    actor: ActorOption = "cli",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Revoke the supplier's active keys (or one) at once."""
+    from edge.devices.supplier_keys import revoke_api_keys
+
+    revoked = _supplier_write(
+        _settings(config, data_dir=data_dir),
+        lambda conn, now: revoke_api_keys(conn, supplier, now=now, actor=actor, key_id=key),
+    )
+    typer.echo(f"已吊销 {len(revoked)} 个密钥 / revoked {len(revoked)} keys: {' '.join(revoked)}")
+
+
+@supplier_key_app.command("list")
+def supplier_key_list(
+    supplier: Annotated[str | None, typer.Argument(help="only this supplier")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """API keys (never their secrets) as JSON lines."""
+    from datetime import UTC, datetime
+
+    from edge.devices.supplier_keys import list_api_keys
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        keys = list_api_keys(conn, supplier)
+    finally:
+        conn.close()
+    now = datetime.now(UTC)
+    for info in keys:
+        typer.echo(json.dumps(info.to_json(now), ensure_ascii=False))
+
+
+@supplier_app.command("link-device")
+def supplier_link_device(
+    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    device: Annotated[str, typer.Argument(help="a device of kind supplier (storebox device add ... --kind supplier)")],
+    actor: ActorOption = "cli",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Let a supplier device send ASNs (evt/asn) for the supplier over MQTT."""
+    from edge.devices.supplier_keys import link_supplier_device
+
+    _supplier_write(
+        _settings(config, data_dir=data_dir),
+        lambda conn, now: link_supplier_device(conn, device, supplier, now=now, actor=actor),
+    )
+    typer.echo(f"设备 {device} 代表供应商 {supplier} / device {device} speaks for supplier {supplier}")
+
+
+@supplier_app.command("unlink-device")
+def supplier_unlink_device(
+    device: Annotated[str, typer.Argument(help="the supplier device")],
+    actor: ActorOption = "cli",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Stop a device sending ASNs for its supplier."""
+    from edge.devices.supplier_keys import unlink_supplier_device
+
+    supplier = _supplier_write(
+        _settings(config, data_dir=data_dir),
+        lambda conn, now: unlink_supplier_device(conn, device, now=now, actor=actor),
+    )
+    typer.echo(f"设备 {device} 不再代表供应商 {supplier} / device {device} no longer speaks for {supplier}")
+
+
+@asn_template_app.command("list")
+def asn_template_list(config: ConfigOption = None) -> None:
+    """Connector templates the box offers (shipped and from asn_templates_dir); exit 2 if one is broken."""
+    from edge.devices.asn_templates import list_templates
+
+    loaded, issues = list_templates(_settings(config).asn_templates_dir)
+    for template in loaded:
+        typer.echo(f"{template.name}\t{template.format}\t{template.description}")
+    for issue in issues:
+        typer.echo(str(issue), err=True)
+    if issues:
+        raise typer.Exit(2)
+
+
+@asn_template_app.command("check")
+def asn_template_check(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="template files or folders (default: the box's own)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Validate templates; each problem as file:line: reason, exit 2 when there is one."""
+    from edge.devices.asn_templates import check_template_paths, packaged_templates
+
+    if not paths:
+        extra = _settings(config).asn_templates_dir
+        paths = [Path(str(packaged_templates())), *([extra] if extra else [])]
+    checked, issues = check_template_paths(paths)
+    for issue in issues:
+        typer.echo(str(issue), err=True)
+    if issues:
+        raise typer.Exit(2)
+    typer.echo(f"{checked} 个模板无误 / {checked} templates ok")
+
+
+@asn_template_app.command("convert")
+def asn_template_convert(
+    name: Annotated[str, typer.Argument(help="template name, or a path to a template file")],
+    file: Annotated[Path, typer.Argument(help="the supplier's file", exists=True, dir_okay=False)],
+    config: ConfigOption = None,
+) -> None:
+    """Read a supplier's file through a template and print the ASNs as JSON (nothing is recorded); exit 1 with
+    every problem at its line when the file does not convert."""
+    from datetime import date
+
+    from edge.devices.asn_templates import AsnImportRejected, convert, find_template, load_template
+    from edge.ledger.errors import DomainError
+
+    try:
+        as_path = Path(name)
+        template = (
+            load_template(as_path)
+            if as_path.suffix == ".yaml"
+            else find_template(name, _settings(config).asn_templates_dir)
+        )
+        found = convert(template, file.read_bytes(), today=date.today())
+    except AsnImportRejected as err:
+        for problem in err.problems:
+            typer.echo(f"{file}: {problem.where}: {problem.message} / {problem.message_en}", err=True)
+        raise typer.Exit(1) from None
+    except DomainError as err:
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    body = [
+        {
+            "asn_id": a.asn_id,
+            "po": a.po,
+            "ship_date": a.ship_date.isoformat(),
+            "note": a.note,
+            "lines": [
+                {
+                    "code": ln.code,
+                    "qty": ln.qty,
+                    "unit": ln.unit,
+                    "lot": ln.lot,
+                    "expiry": ln.expiry.isoformat() if ln.expiry else None,
+                    "price_fen": ln.price_fen,
+                    "from": where,
+                }
+                for ln, where in zip(a.lines, a.line_sources, strict=True)
+            ],
+        }
+        for a in found
+    ]
+    typer.echo(json.dumps(body, ensure_ascii=False, indent=2))
+
+
+@supplier_app.command("openapi")
+def supplier_openapi_command(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write here (default: print)")] = None,
+) -> None:
+    """The OpenAPI document of the supplier API only (docs/supplier-api/openapi.json)."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from prometheus_client import CollectorRegistry
+
+    from edge.web.api import create_api
+    from edge.web.deps import ApiDeps
+    from edge.web.routes.supplier_portal import supplier_openapi
+    from edge.writer import LedgerWriter
+
+    def unused() -> Any:
+        raise RuntimeError("building the OpenAPI document needs no database")
+
+    with tempfile.TemporaryDirectory() as folder:  # the app is only built, never served
+        settings = Settings.model_validate({"data_dir": folder})
+        deps = ApiDeps(
+            settings=settings,
+            writer=LedgerWriter(settings.db_path, context=unused),
+            open_reader=unused,
+            token_secret=b"-",
+            metrics_registry=CollectorRegistry(),
+            clock=lambda: datetime.now(UTC),
+        )
+        text = json.dumps(supplier_openapi(create_api(deps).openapi()), ensure_ascii=False, indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+# scan-to-receive: suppliers' signing keys, ASNs, delivery notes and drafts (docs/scan-to-receive.md)
+
+
+@signing_key_app.command("set")
+def signing_key_set(
+    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    public_key: Annotated[str, typer.Option("--public-key", help="Ed25519 public key: base64url, hex or PEM")],
+    replace: Annotated[bool, typer.Option("--replace", help="revoke the supplier's other keys")] = False,
+    actor: ActorOption = "cli",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Register the public key a supplier signs its delivery-note QR codes with (idempotent)."""
+    from edge.devices.delivery_note import set_signing_key
+
+    key = _supplier_write(
+        _settings(config, data_dir=data_dir),
+        lambda conn, now: set_signing_key(conn, supplier, public_key, actor, now, replace),
+    )
+    typer.echo(json.dumps(key.to_dict(), ensure_ascii=False))
+
+
+@signing_key_app.command("revoke")
+def signing_key_revoke(
+    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    key_id: Annotated[str, typer.Argument(help="the key id (8 hex digits, printed in each note)")],
+    actor: ActorOption = "cli",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Revoke a signing key: notes signed with it are refused from now on."""
+    from edge.devices.delivery_note import revoke_signing_key
+
+    key = _supplier_write(
+        _settings(config, data_dir=data_dir), lambda conn, now: revoke_signing_key(conn, supplier, key_id, actor, now)
+    )
+    typer.echo(json.dumps(key.to_dict(), ensure_ascii=False))
+
+
+@signing_key_app.command("list")
+def signing_key_list(
+    supplier: Annotated[str | None, typer.Argument(help="only this supplier")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Signing keys on the box, as JSON lines."""
+    from edge.devices.delivery_note import list_signing_keys
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        keys = list_signing_keys(conn, supplier)
+    finally:
+        conn.close()
+    for key in keys:
+        typer.echo(json.dumps(key.to_dict(), ensure_ascii=False))
+
+
+@asn_app.command("list")
+def asn_list(
+    supplier: Annotated[str | None, typer.Option(help="only this supplier's")] = None,
+    po: Annotated[int | None, typer.Option(help="only ASNs of this purchase order (document id)")] = None,
+    state: Annotated[str | None, typer.Option(help="open or received")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """ASNs, newest first, as JSON lines."""
+    from edge.devices.asn import list_asns
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        records = list_asns(conn, supplier=supplier, po_id=po, state=state, limit=10_000)
+    finally:
+        conn.close()
+    for record in records:
+        typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
+
+
+@asn_app.command("show")
+def asn_show(
+    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    asn_id: Annotated[str, typer.Argument(help="the supplier's ASN id")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """One ASN with its lines, receipts and differences (JSON); exit 2 when there is none."""
+    from edge.devices.asn import get_asn
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        record = get_asn(conn, asn_id, supplier=supplier)
+    finally:
+        conn.close()
+    if record is None:
+        typer.echo(f"storebox: 发货通知不存在 / no such ASN: {supplier} {asn_id}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(record.to_dict(), ensure_ascii=False, indent=2))
+
+
+@receiving_app.command("check-note")
+def receiving_check_note(
+    qr: Annotated[str, typer.Argument(help="the QR text as scanned (SBDN1:...)")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Read a delivery note and check its signature against the supplier's key on the box, without receiving it.
+
+    Prints the note as JSON and whether it was already received; exit 2 (with the reason) for a note the box
+    would refuse as forged, tampered, malformed or signed with an unknown or revoked key.
+    """
+    from edge.devices.delivery_note import check_note
+    from edge.ledger.errors import DomainError
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        signed = check_note(conn, qr.strip("\r\n"))
+        seen = conn.execute(
+            "SELECT receipt_id FROM delivery_notes WHERE supplier = ? AND nonce = ?",
+            (signed.note.supplier, signed.note.nonce),
+        ).fetchone()
+    except DomainError as err:
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
+    note = signed.note
+    body = {
+        "supplier": note.supplier,
+        "key_id": note.key_id,
+        "asn_id": note.asn_id,
+        "po_no": note.po_no,
+        "issued_at": note.issued_at.isoformat(),
+        "nonce": note.nonce,
+        "lines": [
+            [ln.item, ln.qty, ln.lot, ln.expiry.isoformat() if ln.expiry else None, ln.unit] for ln in note.lines
+        ],
+        "signature": "valid",
+        "received": seen is not None and seen[0] is not None,
+    }
+    typer.echo(json.dumps(body, ensure_ascii=False, indent=2))
+
+
+@receiving_app.command("drafts")
+def receiving_drafts(
+    state: Annotated[str | None, typer.Option(help="open, confirmed or cancelled")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Receipt drafts, newest first, as JSON lines."""
+    from edge.devices.receiving import list_drafts
+
+    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
+    try:
+        drafts = list_drafts(conn, state=state, limit=10_000)
+    finally:
+        conn.close()
+    for draft in drafts:
+        typer.echo(json.dumps(draft, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

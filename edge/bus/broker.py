@@ -7,7 +7,8 @@ Three amqtt plugins adapt the broker to the box; each only hands over to a plain
 - `DeviceTopicPlugin`: a device publishes only under `storebox/<store>/dev/<its id>/`, and subscribes to
   (and receives) only its own tree, `stock/#` and `alert/#` of its store.
 - `IngestTapPlugin`: every accepted publish under `storebox/<store>/dev/+/evt/#` goes straight to the
-  ingest consumer in this process, with no network hop (DESIGN.md "Performance stance").
+  ingest consumer in this process, with no network hop (DESIGN.md "Performance stance"); and each device's
+  `status` messages, with the last will of a lost connection, to the fleet (`on_status`, edge/bus/status.py).
 
 The TCP listener is ours (amqtt's "external" listener type), so that a packet far larger than any event
 (`packet_limit`) is cut off at the socket before amqtt buffers it. Payloads between
@@ -34,9 +35,9 @@ from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin  # ty
 from amqtt.session import ApplicationMessage, Session  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry, Counter
 
-from edge.bus.topics import is_id, may_publish, may_subscribe, split_event_topic
+from edge.bus.topics import is_id, may_publish, may_subscribe, split_event_topic, status_topic
 from edge.config import Settings
-from edge.security.devices import verify_device
+from edge.security.devices import credential_stamp, verify_device
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class DeviceGate:
         self._metrics = metrics
         self._cache_seconds = cache_seconds
         self._monotonic = monotonic
-        self._cache: dict[tuple[str, bytes], float] = {}
+        self._cache: dict[tuple[str, bytes], tuple[float, str]] = {}  # -> (valid until, credential stamp)
         self._slots = asyncio.Semaphore(AUTH_CONCURRENCY)
 
     async def authenticate(self, username: str | None, password: str | None, will_topic: str | None) -> bool:
@@ -118,26 +119,38 @@ class DeviceGate:
         if will_topic is not None and not may_publish(self.store_id, username, will_topic):
             # amqtt publishes a will without the ACL, so a will outside the device's tree is refused here
             return self._refuse("bad_will")
-        # Only a digest of the password is kept in memory, and only for a successful check.
+        # Only a digest of the password is kept in memory, and only for a successful check. The check counts
+        # while the device's stored hash is the one it passed against: a rotation or a disable (from the API
+        # or another process) takes effect at the next connect, at the cost of one indexed read.
         cache_key = (username, hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest())
         now = self._monotonic()
-        if self._cache.get(cache_key, 0.0) > now:
+        cached = self._cache.get(cache_key)
+        if cached is not None and cached[0] > now and await asyncio.to_thread(self._stamp, username) == cached[1]:
             self._metrics.connects.labels(result="ok").inc()
             return True
         async with self._slots:
-            device = await asyncio.to_thread(self._check, username, password)
+            device, stamp = await asyncio.to_thread(self._check, username, password)
         if device != username:
             return self._refuse("bad_credentials")
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[cache_key] = now + self._cache_seconds
+        if stamp is not None:
+            self._cache[cache_key] = (now + self._cache_seconds, stamp)
         self._metrics.connects.labels(result="ok").inc()
         return True
 
-    def _check(self, username: str, password: str) -> str | None:
+    def _check(self, username: str, password: str) -> tuple[str | None, str | None]:
         conn = self._open_reader()
         try:
-            return self._verify(conn, username, password)
+            stamp = credential_stamp(conn, username)
+            return self._verify(conn, username, password), stamp
+        finally:
+            conn.close()
+
+    def _stamp(self, username: str) -> str | None:
+        conn = self._open_reader()
+        try:
+            return credential_stamp(conn, username)
         finally:
             conn.close()
 
@@ -194,22 +207,51 @@ class DeviceTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
 
 
 class IngestTapPlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
-    """Hands accepted device events to the ingest consumer, in the broker's process."""
+    """Hands accepted device events to the ingest consumer, in the broker's process; and each device's
+    `status` messages to `status(device, payload)` (the fleet), including the last will of a lost connection."""
 
     @dataclass
     class Config:
         store_id: str = ""
         sink: Any = None
+        status: Any = None
+        live: Any = None  # device -> client ids of its authenticated connections (shared with EmbeddedBroker)
 
     async def on_broker_message_broadcast(self, *, client_id: str, message: ApplicationMessage) -> None:
         split = split_event_topic(self.config.store_id, message.topic)
         if split is None:
+            if message.topic.endswith("/status"):
+                session = self.context.get_session(client_id)
+                if session is not None and session.username and message.topic == self._status_topic(session.username):
+                    self.config.status(session.username, bytes(message.data or b""))
             return
         device, kind = split
         session = self.context.get_session(client_id)
         if session is None or session.username != device:  # the ACL already ensures this
             return
         self.config.sink.offer(device, kind, message.topic, bytes(message.data or b""))
+
+    async def on_broker_client_connected(self, *, client_id: str, client_session: Session) -> None:
+        if client_session.username:  # only authenticated connections get here
+            self.config.live.setdefault(client_session.username, set()).add(client_id)
+
+    async def on_broker_client_disconnected(self, *, client_id: str, client_session: Session) -> None:
+        # amqtt publishes a will without a broadcast event. When a device's last connection with a will on its
+        # status topic ends, the fleet takes the will as its status (a device that left without saying offline
+        # is offline too).
+        device = client_session.username
+        if not device:
+            return
+        live = self.config.live.get(device, set())
+        live.discard(client_id)
+        if not live:
+            self.config.live.pop(device, None)
+        if live or not client_session.will_flag or client_session.will_topic != self._status_topic(device):
+            return
+        self.config.status(device, bytes(client_session.will_message or b""))
+
+    def _status_topic(self, device: str) -> str | None:
+        return status_topic(self.config.store_id, device) if is_id(device) else None
 
 
 # --- the listener -------------------------------------------------------------------------------------
@@ -371,6 +413,9 @@ class EmbeddedBroker:
         self._ingest = ingest
         self._verify = verify
         self.metrics = BrokerMetrics(registry if registry is not None else CollectorRegistry())
+        # Where devices' status messages go (the fleet, edge/bus/status.py); set before or after start.
+        self.on_status: Callable[[str, bytes], None] | None = None
+        self._live: dict[str, set[str]] = {}  # device -> client ids of its live connections (the tap keeps it)
         self._broker: Broker | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
@@ -395,9 +440,39 @@ class EmbeddedBroker:
             "plugins": {
                 f"{__name__}.DeviceAuthPlugin": {"gate": gate},
                 f"{__name__}.DeviceTopicPlugin": {"gate": gate},
-                f"{__name__}.IngestTapPlugin": {"store_id": s.store_id, "sink": self._ingest},
+                f"{__name__}.IngestTapPlugin": {
+                    "store_id": s.store_id,
+                    "sink": self._ingest,
+                    "status": self._status,
+                    "live": self._live,
+                },
             },
         }
+
+    def _status(self, device: str, payload: bytes) -> None:
+        if self.on_status is not None:
+            self.on_status(device, payload)
+
+    def connected_devices(self) -> set[str]:
+        """Devices with at least one live (authenticated) connection."""
+        return {device for device, client_ids in self._live.items() if client_ids}
+
+    async def disconnect_device(self, device: str, keep: Callable[[str], bool] | None = None) -> int:
+        """Close the live connections of `device` (its last will goes out, as for a lost connection), except
+        those whose password `keep` still accepts (called in a worker thread). Returns how many were closed."""
+        broker = self._broker
+        if broker is None:
+            return 0
+        closed = 0
+        for client_id in list(self._live.get(device, ())):
+            session, handler = broker.sessions.get(client_id, (None, None))
+            if session is None or handler is None or session.username != device:
+                continue
+            if keep is not None and session.password is not None and await asyncio.to_thread(keep, session.password):
+                continue
+            await handler.handle_connection_closed()
+            closed += 1
+        return closed
 
     async def start(self) -> None:
         """Start the broker and listen; raises if the port is taken."""
@@ -456,8 +531,11 @@ class EmbeddedBroker:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
 
-    async def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
-        """Publish from the box itself (acks, stock, alerts, commands); `retain` keeps it for new subscribers."""
+    async def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1, correlation: bytes | None = None
+    ) -> None:
+        """Publish from the box itself (acks, stock, alerts, commands); `retain` keeps it for new subscribers.
+        `correlation` (MQTT 5) is dropped: 3.1.1 has no properties, and no event here ever carries one."""
         broker = self._broker
         if broker is None:
             raise RuntimeError("the broker is not running")

@@ -4,7 +4,8 @@ The broker's tap `offer`s every event published under `storebox/<store>/dev/+/ev
 inbox. One loop takes everything waiting (up to `ingest_batch_max`), validates it, and submits the whole
 batch to the one writer at once, so that postings, sensor readings and dead letters share a group
 commit; each command still succeeds or fails on its own. Only after the commit does it publish each
-event's ack on `storebox/<store>/dev/<device>/ack`. A resent id gets the first result again (the
+event's ack on `storebox/<store>/dev/<device>/ack`, or on the MQTT 5 response topic the event named, with its
+correlation data (edge/bus/external.py). A resent id gets the first result again (the
 ledger's idempotency key `dev:<device>:<id>`). Nothing that arrives can stop the loop.
 """
 
@@ -49,7 +50,12 @@ TOUCH_SECONDS = 30.0  # how often a device's last_seen is written at most
 
 
 class Publisher(Protocol):
-    async def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None: ...
+    """The broker the box publishes through (embedded or external). `correlation` is MQTT 5 correlation
+    data for a response; a 3.1.1 broker drops it."""
+
+    async def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1, correlation: bytes | None = None
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,8 @@ class DeviceEvent:
     topic: str
     payload: bytes
     received: float  # monotonic seconds
+    response_topic: str | None = None  # MQTT 5: where the ack goes instead of the ack topic (checked by the client)
+    correlation: bytes | None = None  # MQTT 5: echoed with the ack
 
 
 class IngestMetrics:
@@ -127,18 +135,28 @@ class IngestConsumer:
         self.events = 0
 
     def attach(self, publisher: Publisher) -> None:
-        """Where acks go (the embedded broker)."""
+        """Where acks go (the broker: embedded, or the client of an external one)."""
         self._publisher = publisher
 
-    def offer(self, device: str, kind: str, topic: str, payload: bytes) -> None:
-        """Take one event from the broker's tap; never blocks, never raises."""
+    def offer(
+        self,
+        device: str,
+        kind: str,
+        topic: str,
+        payload: bytes,
+        *,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> None:
+        """Take one event from the broker's tap; never blocks, never raises. An MQTT 5 client passes the
+        event's response topic (already checked to lie in the device's own tree) and correlation data."""
         if self._stopping:
             return  # unanswered: the device resends to the next run of the box
         if len(self._inbox) >= self._inbox_max:
             # Unanswered: the device resends after its ack timeout (delivery contract).
             self.metrics.dropped.inc()
             return
-        self._inbox.append(DeviceEvent(device, kind, topic, payload, self._monotonic()))
+        self._inbox.append(DeviceEvent(device, kind, topic, payload, self._monotonic(), response_topic, correlation))
         self._wake.set()
 
     async def start(self) -> None:
@@ -241,7 +259,8 @@ class IngestConsumer:
             assert ack is not None
             self.metrics.latency.observe(committed - event.received)
             self.metrics.acks.labels(ok=str(ack.ok).lower(), code=ack.code).inc()
-            await self._publish(ack_topic(self._store_id, event.device), ack.to_json())
+            reply_to = event.response_topic or ack_topic(self._store_id, event.device)
+            await self._publish(reply_to, ack.to_json(), event.correlation)
 
     def _decode(self, event: DeviceEvent) -> DecodedEvent | Rejection:
         self.metrics.received.labels(kind=event.kind if event.kind in self._kinds else "other").inc()
@@ -293,10 +312,13 @@ class IngestConsumer:
             self._touched[device] = now + TOUCH_SECONDS
         await self._write(touch_devices, sorted(stale), self._clock())
 
-    async def _publish(self, topic: str, payload: bytes) -> None:
+    async def _publish(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
         assert self._publisher is not None
         try:
-            await self._publisher.publish(topic, payload, qos=1)
+            if correlation is None:
+                await self._publisher.publish(topic, payload, qos=1)
+            else:
+                await self._publisher.publish(topic, payload, qos=1, correlation=correlation)
         except Exception:  # the broker is stopping: the device resends and gets the same answer
             log.warning("could not publish on %s", topic, exc_info=True)
 

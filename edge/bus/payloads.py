@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -25,7 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from edge.devices.barcodes import DEFAULT_LABEL_FORMATS, LABEL_FORMATS_KEY, InterpretedCode, LabelFormat, interpret_code
 from edge.ledger.commands import RETURN_REASON_ALIASES, DocType, Line, PostDocument, PostResult, ReturnReason
+from edge.ledger.errors import DomainError
 from edge.ledger.posting import MAX_PRICE_FEN, MAX_QTY  # the ledger's own limits, refused here already
 
 MAX_EVENT_ID_LENGTH = 100
@@ -94,6 +96,10 @@ Timestamp = Annotated[datetime, BeforeValidator(_parse_rfc3339)]
 IsoDate = Annotated[date, BeforeValidator(_parse_date)]
 EventId = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,100}$")]
 ItemCode = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,64}$")]  # SKU or any barcode
+# What a scanner read: a SKU or barcode, or a GS1 element string (GS separators, the `(01)...` form with spaces);
+# edge.devices.barcodes.interpret_code reads it.
+ScannedCode = Annotated[str, StringConstraints(pattern=r"^[\x1d -~]{1,200}$")]
+DeviceId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
 LedgerCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]  # location, supplier, lot
 Quantity = Annotated[int, Field(ge=0, le=MAX_QTY)]
 PriceFen = Annotated[int, Field(ge=0, le=MAX_PRICE_FEN)]
@@ -112,8 +118,11 @@ class EventEnvelope(_Strict):
 
 
 class SaleLine(_Strict):
-    code: ItemCode
-    qty: Annotated[int, Field(gt=0, le=MAX_QTY)]
+    """One ticket line. `qty` is required, except for a code that carries its own quantity or amount (a scale
+    label, a GS1 code with a net weight): there it counts such packages and defaults to 1."""
+
+    code: ScannedCode
+    qty: Annotated[int, Field(gt=0, le=MAX_QTY)] | None = None
     price_fen: PriceFen | None = None
 
 
@@ -127,8 +136,8 @@ class SaleData(_Strict):
 class ScanData(_Strict):
     """`evt/scan` from a handheld: one scanned code in a mode."""
 
-    code: ItemCode
-    qty: Quantity = 1
+    code: ScannedCode
+    qty: Quantity | None = None  # default 1; for a code that carries its own quantity, packages of it
     mode: Annotated[ScanMode, Field(strict=False)]
     location: LedgerCode | None = None
     reason: str | None = None  # ReturnReason code or its Chinese label, mode return only
@@ -137,11 +146,14 @@ class ScanData(_Strict):
     expiry: IsoDate | None = None  # mode receive
     price_fen: PriceFen | None = None  # mode sale, return, receive
     supplier: LedgerCode | None = None  # mode receive
+    scale: DeviceId | None = None  # the quantity is this scale's stable weight in grams (edge.devices.weights)
 
     @model_validator(mode="after")
     def _fits_mode(self) -> ScanData:
         if self.mode is not ScanMode.COUNT and self.qty == 0:
             raise ValueError("qty must be greater than 0 (only a count may be 0)")
+        if self.scale is not None and self.qty is not None:
+            raise ValueError("send either qty or scale (the scale's weight is the quantity), not both")
         if self.mode is ScanMode.RETURN:
             reason = return_reason(self.reason)
             if reason is None:
@@ -249,20 +261,93 @@ def event_key(device: str, event_id: str) -> str:
     return f"dev:{device}:{event_id}"
 
 
-def to_command(device: str, event_id: str, data: SaleData | ScanData) -> PostDocument:
-    """The ledger command for a validated sale or scan event."""
+def scanned_line(
+    reading: InterpretedCode,
+    qty: int | None,
+    *,
+    default_qty: int | None = 1,
+    price_fen: int | None = None,
+    lot: str | None = None,
+    expiry: date | None = None,
+    with_amount: bool = True,
+    with_expiry: bool = True,
+    counting: bool = False,
+    where: str = "",
+) -> Line:
+    """The ledger line for a scanned code and what the device sent with it; ValueError when they disagree.
+
+    For a code that carries its own quantity (weight or count) `qty` counts packages of it (default 1);
+    otherwise `qty` is the quantity (default `default_qty`; None: required). `with_amount` takes the amount a
+    code carries as the line's total (sales and returns: what the customer paid; not for receipts or counts).
+    """
+    if reading.carries_quantity:
+        packages = 1 if qty is None else qty
+        line_qty = reading.quantity(packages)
+        assert line_qty is not None
+        if line_qty == 0 and not counting:
+            raise ValueError(f"{where}code {reading.raw[:40]!r} carries a quantity of 0")
+    else:
+        if qty is None and default_qty is None:
+            raise ValueError(f"{where}qty is required (the code carries no weight or count)")
+        packages = line_qty = qty if qty is not None else default_qty or 0
+    if lot is not None and reading.lot is not None and lot != reading.lot:
+        raise ValueError(f"{where}lot {lot!r} differs from lot {reading.lot!r} in the code")
+    if expiry is not None and reading.expiry is not None and expiry != reading.expiry:
+        raise ValueError(f"{where}expiry {expiry} differs from expiry {reading.expiry} in the code")
+    amount = reading.amount(packages) if with_amount else None
+    if amount is not None and price_fen is not None:
+        raise ValueError(f"{where}price_fen cannot be sent with a code that carries its amount")
+    return Line(
+        code=reading.item_code,
+        qty=line_qty,
+        price_fen=price_fen,
+        unit=reading.unit,
+        lot=lot if lot is not None else reading.lot,
+        expiry=(expiry if expiry is not None else reading.expiry) if with_expiry else None,
+        amount_fen=amount,
+    )
+
+
+def to_command(
+    device: str,
+    event_id: str,
+    data: SaleData | ScanData,
+    *,
+    formats: Sequence[LabelFormat | str] = DEFAULT_LABEL_FORMATS,
+    today: date | None = None,
+) -> PostDocument:
+    """The ledger command for a validated sale or scan event; its codes read by `interpret_code` with the
+    store's label `formats` (a BarcodeError, a ValueError, when a code cannot be read). A scan with `scale`
+    gets quantity 0 here: the writer job of edge.devices.weights puts the scale's weight in."""
     key = event_key(device, event_id)
     if isinstance(data, SaleData):
-        lines = tuple(Line(code=ln.code, qty=ln.qty, price_fen=ln.price_fen) for ln in data.lines)
+        readings = [interpret_code(ln.code, formats, today=today) for ln in data.lines]
+        lines = tuple(
+            scanned_line(
+                reading,
+                ln.qty,
+                default_qty=1 if reading.amount_fen is not None else None,  # a priced label sells one
+                price_fen=ln.price_fen,
+                with_expiry=False,
+                where=f"lines.{i}: ",
+            )
+            for i, (ln, reading) in enumerate(zip(data.lines, readings, strict=True))
+        )
         payment = data.payment.value if data.payment else None
         return PostDocument(key=key, type=DocType.SALE, lines=lines, payment=payment, actor=device, device=device)
     receiving = data.mode is ScanMode.RECEIVE
-    line = Line(
-        code=data.code,
-        qty=data.qty,
+    reading = interpret_code(data.code, formats, today=today)
+    if data.scale is not None and reading.carries_quantity:
+        raise ValueError("scale: the code carries its own weight or count; send it without scale")
+    line = scanned_line(
+        reading,
+        0 if data.scale is not None else data.qty,
         price_fen=data.price_fen,
         lot=data.lot,
-        expiry=data.expiry if receiving else None,
+        expiry=data.expiry,
+        with_amount=data.mode in (ScanMode.SALE, ScanMode.RETURN) and data.scale is None,
+        with_expiry=receiving,
+        counting=data.mode is ScanMode.COUNT or data.scale is not None,
     )
     doc_type = {
         ScanMode.SALE: DocType.SALE,
@@ -316,7 +401,14 @@ def _core_handle(device: str, envelope: EventEnvelope, data: Any, options: Decod
             location=data.location,
             milli_celsius=round(data.celsius * 1000),
         )
-    return to_command(device, envelope.id, data)
+    formats = options.extra.get(LABEL_FORMATS_KEY, DEFAULT_LABEL_FORMATS)
+    command = to_command(device, envelope.id, data, formats=formats, today=envelope.ts.date())
+    if isinstance(data, ScanData) and data.scale is not None:
+        from edge.devices import weights  # imported here: weights builds on this module
+
+        max_age_s = int(options.extra.get(weights.MAX_AGE_KEY, weights.DEFAULT_MAX_AGE_S))
+        return WriterJob(weights.post_weighed_scan, (command, data.scale, envelope.ts, max_age_s))
+    return command
 
 
 CORE_KINDS: dict[str, KindSpec] = {
@@ -418,6 +510,13 @@ def decode_event(
     except ValidationError as exc:
         detail = _describe(exc, "data")
         return _invalid_data(kind, detail, envelope.id)
+    except DomainError as exc:  # e.g. a barcode that cannot be read: its own Chinese and English reason
+        return Rejection(
+            RejectCode.INVALID_DATA,
+            f"{kind} 事件数据错误: {exc.message}"[:400],
+            f"invalid {kind} event data: {exc.message_en}"[:400],
+            envelope.id,
+        )
     except ValueError as exc:
         return _invalid_data(kind, str(exc)[:300], envelope.id)
     if isinstance(made, TemperatureReading):

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from edge.bus.payloads import JobOutcome, TemperatureReading
+from edge.devices.cold_chain import utc_text
 from edge.ledger.posting import PostingContext
 
 DEAD_LETTER_PAYLOAD_CAP = 4096  # bytes of a dead payload kept; enough to see what a device sent
@@ -88,13 +89,26 @@ def list_dead_letters(
 
 
 def insert_readings(conn: sqlite3.Connection, readings: Sequence[TemperatureReading], received_at: datetime) -> int:
-    """Store temperature readings; a resent event id (same device) is kept once. Return rows added."""
+    """Store temperature readings; a resent event id (same device) is kept once. Return rows added.
+
+    A reading without a location belongs to the room its sensor is placed in (`devices.location`). The cold
+    chain (edge/devices/cold_chain.py) takes the stored readings into rollups and excursions after the commit.
+    """
     before = conn.total_changes
     conn.executemany(
-        "INSERT OR IGNORE INTO sensor_readings (device, event_id, ts, received_at, location, milli_celsius)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO sensor_readings (device, event_id, ts, ts_utc, received_at, location, milli_celsius)"
+        " VALUES (?, ?, ?, ?, ?, COALESCE(?, (SELECT location FROM devices WHERE id = ?)), ?)",
         [
-            (r.device, r.event_id, r.ts.isoformat(), received_at.isoformat(), r.location, r.milli_celsius)
+            (
+                r.device,
+                r.event_id,
+                r.ts.isoformat(),
+                utc_text(r.ts),
+                received_at.isoformat(),
+                r.location,
+                r.device,
+                r.milli_celsius,
+            )
             for r in readings
         ],
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from edge.bus.broker_credentials import set_broker_credential
 from edge.demo.catalog import DEFAULT_SEED, WEIGHED_UNIT, Catalog, OpeningStock, build_catalog, opening_stock
 from edge.demo.demo_json import (
     DEMO_JSON_NAME,
@@ -38,7 +39,6 @@ from edge.ledger.masterdata import (
     add_supplier,
 )
 from edge.ledger.posting import PostingContext, post
-from edge.bus.broker_credentials import set_broker_credential
 from edge.security.devices import create_device
 from edge.security.roles import ROLE_NAMES, Role
 from edge.security.users import create_user

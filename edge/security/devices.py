@@ -101,3 +101,37 @@ def set_device_password(conn: sqlite3.Connection, device_id: str, password: str)
 def touch_device(conn: sqlite3.Connection, device_id: str, now: datetime) -> None:
     """Record that the device was seen at `now` (a write: call it through the writer)."""
     conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (now.isoformat(timespec="seconds"), device_id))
+
+
+def credential_stamp(conn: sqlite3.Connection, device_id: str) -> str | None:
+    """What a device's credentials are now: its password hash while it is enabled, else None.
+
+    The hash is salted, so it changes with every new password (even the same one again). The broker keeps a
+    successful check only while the stamp is unchanged, so a rotation or a disable takes effect at once,
+    from the API or from the command line of another process.
+    """
+    if not DEVICE_ID_PATTERN.match(device_id):
+        return None
+    row = conn.execute("SELECT password_hash FROM devices WHERE id = ? AND enabled = 1", (device_id,)).fetchone()
+    return None if row is None else str(row["password_hash"])
+
+
+def rotate_device_password(conn: sqlite3.Connection, device_id: str, password: str, now: datetime) -> None:
+    """Give the device a new password (the old one stops working) and record when."""
+    set_device_password(conn, device_id, password)
+    conn.execute(
+        "UPDATE devices SET credentials_rotated_at = ? WHERE id = ?", (now.isoformat(timespec="seconds"), device_id)
+    )
+
+
+def set_device_placement(
+    conn: sqlite3.Connection, device_id: str, *, profile: str | None, location: str | None
+) -> None:
+    """Set the firmware profile the device follows and the room (ledger location) it is in; None clears."""
+    if (
+        conn.execute(
+            "UPDATE devices SET profile = ?, location = ? WHERE id = ?", (profile, location, device_id)
+        ).rowcount
+        == 0
+    ):
+        raise UnknownDevice(device_id)

@@ -39,6 +39,11 @@ def write_permission(doc_type: DocType | str) -> str:
 
 MASTER_DATA_READ = frozenset({"items:read", "locations:read", "suppliers:read", "stores:read"})
 OPERATIONS_READ = MASTER_DATA_READ | {"profile:read", "stock:read", "documents:read"}
+# Photos at inspection and delivery signatures sent by terminals (docs/offline-terminals.md).
+OPERATIONS_READ |= {"attachments:read"}
+# Scan-to-receive (docs/scan-to-receive.md): ASNs and receipt drafts are read like documents; the draft actions
+# post a receipt, so they take `documents:write:receipt`, and suppliers' signing keys `suppliers:write`.
+OPERATIONS_READ |= {"asns:read", "receiving:read"}
 BOOKS_READ = frozenset({"stock:valuation", "vouchers:read", "ledger:verify"})
 ALL_WRITES = frozenset(write_permission(t) for t in POSTABLE_TYPES)
 
@@ -63,6 +68,9 @@ APPROVALS = frozenset(
     }
 )
 ACCOUNTING = frozenset({"payments:write", "books:export", "books:rules"})
+# Devices and cold rooms (docs/fleet.md, docs/cold-chain.md): the manager and the auditor see the fleet and the
+# cold rooms, the clerk (keeper) the cold rooms; registering, rotating and disabling devices is `devices:manage`.
+FLEET_READ = frozenset({"devices:read", "cold_rooms:read"})
 
 PERMISSIONS: frozenset[str] = (
     OPERATIONS_READ
@@ -72,6 +80,7 @@ PERMISSIONS: frozenset[str] = (
     | PURCHASING
     | APPROVALS
     | ACCOUNTING
+    | FLEET_READ
     | {"documents:reverse", "users:manage", "devices:manage"}
 )
 
@@ -84,9 +93,11 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | FINANCE_READ
         | PURCHASING
         | APPROVALS
+        | FLEET_READ
         | {"documents:reverse", "books:export"},
         # Sells, takes returns, receives, moves and counts; does not see the books.
         Role.CLERK: OPERATIONS_READ
+        | {"cold_rooms:read"}
         | {
             write_permission(t)
             for t in (
@@ -107,7 +118,7 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | FINANCE_READ
         | ACCOUNTING
         | {"invoices:write", "invoices:approve", "losses:approve"},
-        Role.AUDITOR: OPERATIONS_READ | BOOKS_READ | FINANCE_READ,
+        Role.AUDITOR: OPERATIONS_READ | BOOKS_READ | FINANCE_READ | FLEET_READ,
     }
 )
 

@@ -10,6 +10,7 @@ from edge.web.deps import ApiDeps, permission_of
 from edge.web.errors import error_responses, install_error_handlers
 from edge.web.middleware import MAX_BODY_BYTES, BodySizeLimit, HttpMetrics
 from edge.web.routes import (
+    attachments,
     auth,
     books,
     cold_rooms,
@@ -68,6 +69,7 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
         receiving,
         supplier_portal,
         cold_rooms,
+        attachments,
     )
 )
 

@@ -26,7 +26,7 @@ OVERSIZED = json.dumps(sale("big-1", *[("MILK-1L", 1)] * 600)).encode()
         ("sale", json.dumps({"id": "g-1", "data": {}}).encode(), "g-1", "invalid_envelope"),
         ("sale", json.dumps({"id": "g-2", "ts": TS, "data": {"lines": [{"qty": 1}]}}).encode(), "g-2", "invalid_data"),
         ("sale", json.dumps(sale("g-3", ("0000000000000", 1))).encode(), "g-3", "unknown_item"),
-        ("weight", json.dumps({"id": "g-4", "ts": TS, "data": {"grams": 5}}).encode(), "g-4", "unknown_kind"),
+        ("smell", json.dumps({"id": "g-4", "ts": TS, "data": {"ppm": 5}}).encode(), "g-4", "unknown_kind"),
         ("sale", OVERSIZED, "big-1", "payload_too_large"),
     ],
 )
