@@ -41,7 +41,7 @@ MAX_PROBLEMS = 100
 EXCEL = "excel"  # a date format: Excel's serial day number (1900 date system)
 TODAY = "today"  # a date default: the day of the import
 _EXCEL_EPOCH = date(1899, 12, 30)  # serial 1 is 1900-01-01; Excel counts a 29 Feb 1900 that never was
-_EXCEL_SCIENTIFIC = re.compile(r"^\d(\.\d+)?[eE]\+?\d+$")
+EXCEL_SCIENTIFIC = re.compile(r"^\d(\.\d+)?[eE]\+?\d+$")
 _UNIT_NAME = re.compile(r"^\S{1,32}$")
 
 
@@ -665,7 +665,7 @@ def _text(raw: Any, target: str) -> str:
             raise _Bad("应为文本或整数", "must be text or a whole number")
         raw = int(raw)
     text = _normal(str(raw))
-    if target == "item" and _EXCEL_SCIENTIFIC.match(text):
+    if target == "item" and EXCEL_SCIENTIFIC.match(text):
         raise _Bad(
             f"{text!r} 是 Excel 科学计数法, 条码已丢失: 请把该列设为文本格式后重新导出",
             f"{text!r} is Excel scientific notation, the barcode is lost: format the column as text and export again",
