@@ -31,6 +31,7 @@ import jsonschema
 import yaml
 
 from edge.devices.asn import MAX_ASN_LINES, MAX_PRICE_FEN, MAX_QTY, AsnLine
+from edge.devices.yaml_source import compose, key_problems, line_at
 from edge.ledger.errors import DomainError
 
 TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -320,47 +321,6 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(text))
 
 
-def _node_at(root: yaml.Node, path: Sequence[Any], *, key: str | None = None) -> yaml.Node:
-    """The YAML node at a JSON-Schema error path (as deep as it goes); with `key`, that key's node in it."""
-    node = root
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
-            if match is None:
-                return node
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            return node
-    if key is not None and isinstance(node, yaml.MappingNode):
-        for k, _ in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == key:
-                return k
-    return node
-
-
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _key_issues(node: yaml.Node, file: str) -> Iterator[TemplateIssue]:
-    """Duplicate keys (PyYAML would keep the last silently) and keys that are not text."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.tag != "tag:yaml.org,2002:str":
-                yield TemplateIssue(file, _line(key), f"keys must be text; quote {getattr(key, 'value', key)!r}")
-            elif key.value in seen:
-                yield TemplateIssue(file, _line(key), f"duplicate key {key.value!r} (first on line {seen[key.value]})")
-            else:
-                seen[key.value] = _line(key)
-            yield from _key_issues(value, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            yield from _key_issues(item, file)
-
-
 def _schema_message(error: jsonschema.ValidationError) -> str:
     if error.validator in ("oneOf", "anyOf") and error.context:
         deepest = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
@@ -383,8 +343,8 @@ def _schema_issues(data: Any, root: yaml.Node, file: str) -> list[TemplateIssue]
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
             key = next((str(k) for k in error.instance if k not in allowed), None)
-        node = _node_at(root, list(error.absolute_path), key=key)
-        issues.append(TemplateIssue(file, _line(node), _schema_message(error)))
+        path = list(error.absolute_path)
+        issues.append(TemplateIssue(file, line_at(root, [*path, key] if key else path), _schema_message(error)))
     return issues
 
 
@@ -397,7 +357,7 @@ class _Issues:
         self.found: list[TemplateIssue] = []
 
     def add(self, path: Sequence[Any], reason: str) -> None:
-        self.found.append(TemplateIssue(self.file, _line(_node_at(self.root, path)), reason))
+        self.found.append(TemplateIssue(self.file, line_at(self.root, path), reason))
 
 
 def _check_date_format(fmt: str) -> bool:
@@ -474,8 +434,7 @@ def load_template_text(text: str, file: str, name: str) -> AsnTemplate:
     if len(text.encode("utf-8")) > MAX_TEMPLATE_BYTES:
         raise AsnTemplateInvalid([TemplateIssue(file, None, f"larger than {MAX_TEMPLATE_BYTES} bytes")])
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -484,7 +443,7 @@ def load_template_text(text: str, file: str, name: str) -> AsnTemplate:
         raise AsnTemplateInvalid([TemplateIssue(file, None, f"not valid YAML: {exc}")]) from None
     if root is None or not isinstance(data, dict):
         raise AsnTemplateInvalid([TemplateIssue(file, 1, "a template is a YAML mapping (description, format, ...)")])
-    found = list(_key_issues(root, file)) or _schema_issues(data, root, file)
+    found = [TemplateIssue(file, line, why) for line, why in key_problems(root)] or _schema_issues(data, root, file)
     if found:
         raise AsnTemplateInvalid(found)
     issues = _Issues(root, file)

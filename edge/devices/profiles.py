@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import Node
 
 from edge.devices.frames import (
     Bits,
@@ -46,6 +46,7 @@ from edge.devices.frames import (
     Weight,
     When,
 )
+from edge.devices.yaml_source import compose, key_problems, line_at
 from edge.ledger.errors import DomainError
 
 SCHEMA_PATH = Path(__file__).with_name("profile_schema.json")
@@ -238,7 +239,7 @@ def parse_profile(
 ) -> tuple[Profile | None, list[ProfileProblem]]:
     """Parse and check the text of one profile."""
     try:
-        node, data = _compose(text)
+        node, data = compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -249,7 +250,7 @@ def parse_profile(
         return None, [ProfileProblem(name, 1, "nested too deeply")]
     if node is None:
         return None, [ProfileProblem(name, 1, "empty file")]
-    problems = [ProfileProblem(name, line, reason) for line, reason in _duplicate_keys(node)]
+    problems = [ProfileProblem(name, line, reason) for line, reason in key_problems(node, text_keys=False)]
     if problems:
         return None, problems
     for error in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
@@ -267,49 +268,6 @@ def parse_profile(
     return profile, []
 
 
-def _compose(text: str) -> tuple[Node | None, Any]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    finally:
-        loader.dispose()
-    return node, data
-
-
-def _duplicate_keys(node: Node) -> Iterable[tuple[int, str]]:
-    if isinstance(node, MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if isinstance(key, ScalarNode):
-                if key.value in seen:
-                    yield key.start_mark.line + 1, f"duplicate key {key.value!r}"
-                seen.add(key.value)
-            yield from _duplicate_keys(value)
-    elif isinstance(node, SequenceNode):
-        for item in node.value:
-            yield from _duplicate_keys(item)
-
-
-def line_of(node: Node, path: Iterable[Any]) -> int:
-    """The 1-based line of the YAML node at `path` (keys and indexes), or of the deepest node that exists."""
-    line = node.start_mark.line + 1
-    for step in path:
-        if isinstance(node, MappingNode):
-            for key, value in node.value:
-                if isinstance(key, ScalarNode) and key.value == str(step):
-                    line, node = key.start_mark.line + 1, value
-                    break
-            else:
-                return line
-        elif isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
-            node = node.value[step]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 def _where(path: Iterable[Any]) -> str:
     text = ""
     for step in path:
@@ -324,9 +282,9 @@ def _schema_problem(name: str, node: Node, error: ValidationError) -> ProfilePro
         known = best.schema.get("properties", {}) if isinstance(best.schema, dict) else {}
         extra = [key for key in best.instance if key not in known]
         if extra:  # point at the unexpected key's own line rather than at its parent's
-            return ProfileProblem(name, line_of(node, [*path, extra[0]]), f"{_where(path)}: {best.message}")
+            return ProfileProblem(name, line_at(node, [*path, extra[0]]), f"{_where(path)}: {best.message}")
     message = best.message if len(best.message) <= 240 else best.message[:237] + "..."
-    return ProfileProblem(name, line_of(node, path), f"{_where(path)}: {message}")
+    return ProfileProblem(name, line_at(node, path), f"{_where(path)}: {message}")
 
 
 def _to_bytes(text: str) -> bytes:
@@ -342,7 +300,7 @@ class _Builder:
         self.problems: list[ProfileProblem] = []
 
     def problem(self, path: Sequence[Any], reason: str) -> None:
-        self.problems.append(ProfileProblem(self.name, line_of(self.node, path), f"{_where(path)}: {reason}"))
+        self.problems.append(ProfileProblem(self.name, line_at(self.node, path), f"{_where(path)}: {reason}"))
 
     def profile(self, data: dict[str, Any], path: Path) -> Profile:
         manual = data["manual"]
