@@ -203,17 +203,8 @@ class Deframer:
     def _fixed(self, out: list[Frame | Garbage]) -> None:
         f, buf = self._framing, self._buf
         while True:
-            if f.sync:
-                at = buf.find(f.sync)
-                if at < 0:
-                    keep = len(f.sync) - 1
-                    if len(buf) > keep:
-                        out.append(Garbage.of(GarbageReason.NOISE, buf[: len(buf) - keep]))
-                        del buf[: len(buf) - keep]
-                    return
-                if at > 0:
-                    out.append(Garbage.of(GarbageReason.NOISE, buf[:at]))
-                    del buf[:at]
+            if f.sync and not self._skip_to(f.sync, out):
+                return
             if len(buf) < f.length:
                 return
             frame = bytes(buf[: f.length])
@@ -229,16 +220,8 @@ class Deframer:
         checksum = f.checksum
         after = checksum.width if checksum is not None and checksum.position is ChecksumPosition.AFTER_END else 0
         while True:
-            at = buf.find(f.start)
-            if at < 0:
-                keep = len(f.start) - 1
-                if len(buf) > keep:
-                    out.append(Garbage.of(GarbageReason.NOISE, buf[: len(buf) - keep]))
-                    del buf[: len(buf) - keep]
+            if not self._skip_to(f.start, out):
                 return
-            if at > 0:
-                out.append(Garbage.of(GarbageReason.NOISE, buf[:at]))
-                del buf[:at]
             end = buf.find(f.end, len(f.start))
             restart = buf.find(f.start, len(f.start))
             if restart >= 0 and (end < 0 or restart < end):
@@ -259,6 +242,22 @@ class Deframer:
                 out.append(Garbage.of(GarbageReason.TOO_LONG, raw, f"{total} bytes"))
                 continue
             out.append(self._checked(raw, end))
+
+    def _skip_to(self, marker: bytes, out: list[Frame | Garbage]) -> bool:
+        """Drop the bytes before `marker` as noise; False when there is no marker yet (its first bytes are
+        kept: a marker may straddle two reads)."""
+        buf = self._buf
+        at = buf.find(marker)
+        if at < 0:
+            keep = len(marker) - 1
+            if len(buf) > keep:
+                out.append(Garbage.of(GarbageReason.NOISE, buf[: len(buf) - keep]))
+                del buf[: len(buf) - keep]
+            return False
+        if at > 0:
+            out.append(Garbage.of(GarbageReason.NOISE, buf[:at]))
+            del buf[:at]
+        return True
 
     def _checked(self, raw: bytes, end: int) -> Frame | Garbage:
         f = self._framing

@@ -20,7 +20,6 @@ import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge.devices.delivery import AckOutcome, Delivery, PendingEvent
 from edge.devices.frames import (
     CommandSpec,
     Deframer,
@@ -254,13 +254,6 @@ def open_serial(path: str, settings: SerialSettings) -> SerialPort:
 # --- the bus side: an MQTT client with the device's credentials ------------------------------------
 
 
-@dataclass(slots=True)
-class _Pending:
-    topic: str
-    payload: bytes
-    last_sent: float | None  # monotonic seconds; None = not on the wire yet
-
-
 @dataclass(frozen=True, slots=True)
 class AdapterStats:
     """Counts of one adapter since it started (also in the Prometheus metrics)."""
@@ -300,16 +293,11 @@ class _BusLink:
         self._status_topic = f"{self._prefix}/status"
         self._on_command = on_command
         self._metrics = metrics
-        self._resend_after = resend_after
-        self._max_pending = max_pending
-        self._monotonic = monotonic
-        self._lock = threading.Lock()
+        self.delivery = Delivery(resend_after, monotonic, max_pending)
         self._status_lock = threading.Lock()
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._connected = threading.Event()
         self._online = False  # what the status topic should say: the port is open
         self._limit = _LogLimit()
-        self.events = self.acked = self.failed = self.resent = 0
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"{device}-serial-{uuid.uuid4().hex[:8]}",
@@ -353,11 +341,6 @@ class _BusLink:
             if changed and self.connected:
                 self._client.publish(self._status_topic, "online" if online else "offline", qos=1, retain=True)
 
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._pending)
-
     def send(self, kind: str, data: Mapping[str, Any], ts: datetime) -> str:
         """Queue one event with a new id and publish it if connected; the oldest goes when the queue is full."""
         event_id = f"{self.device}-{uuid.uuid4().hex}"
@@ -366,16 +349,9 @@ class _BusLink:
             ensure_ascii=False,
             separators=(",", ":"),
         ).encode("utf-8")
-        pending = _Pending(f"{self._prefix}/evt/{kind}", payload, None)
+        pending = PendingEvent(f"{self._prefix}/evt/{kind}", payload, None)
         connected = self.connected
-        dropped = None
-        with self._lock:
-            if len(self._pending) >= self._max_pending:
-                dropped, _ = self._pending.popitem(last=False)
-            self._pending[event_id] = pending
-            self.events += 1
-            if connected:
-                pending.last_sent = self._monotonic()
+        dropped = self.delivery.add(event_id, pending, on_wire=connected)
         if dropped is not None:
             self._metrics.dropped.labels(self.device, "pending_full").inc()
             if (n := self._limit.due("pending_full")) is not None:
@@ -390,19 +366,10 @@ class _BusLink:
         """Resend every event not acked within `resend_after` seconds (delivery contract rule 2)."""
         if not self.connected:
             return 0
-        now = self._monotonic()
-        with self._lock:
-            due = [p for p in self._pending.values() if p.last_sent is None or p.last_sent <= now - self._resend_after]
-            self._stamp(due, now)
-        for pending in due:  # outside our lock: paho takes its own, and its thread takes ours for acks
+        due = self.delivery.due()
+        for pending in due:  # outside the delivery's lock: paho takes its own, and its thread takes that for acks
             self._client.publish(pending.topic, pending.payload, qos=1)
         return len(due)
-
-    def _stamp(self, due: list[_Pending], now: float) -> None:
-        for pending in due:
-            if pending.last_sent is not None:
-                self.resent += 1
-            pending.last_sent = now
 
     # paho callbacks, on paho's network thread: thin, and never raising
 
@@ -412,9 +379,7 @@ class _BusLink:
                 log.warning("%s: MQTT 连接被拒绝 connection refused: %s (#%d)", self.device, reason_code, n)
             return
         client.subscribe([(self._ack_topic, 1), (f"{self._cmd_prefix}#", 1)])
-        with self._lock:  # stamped before `connected` is set, so that resend_due does not send them twice
-            due = list(self._pending.values())
-            self._stamp(due, self._monotonic())
+        due = self.delivery.all_again()  # before `connected` is set, so that resend_due does not send them twice
         with self._status_lock:
             self._connected.set()
             client.publish(self._status_topic, "online" if self._online else "offline", qos=1, retain=True)
@@ -442,16 +407,11 @@ class _BusLink:
         except (ValueError, KeyError, TypeError):
             log.warning("%s: 无法解析的确认 unreadable ack: %r", self.device, payload[:200])
             return
-        with self._lock:
-            if event_id not in self._pending or ack.get("retry"):
-                return  # the ack of a resend (already counted), or "not posted, send again later"
-            del self._pending[event_id]
-            if ack.get("ok"):
-                self.acked += 1
-            else:
-                self.failed += 1
+        outcome = self.delivery.take_ack(event_id, ok=bool(ack.get("ok")), retry=bool(ack.get("retry")))
+        if outcome is AckOutcome.KEPT:
+            return
         self._metrics.acks.labels(self.device, code).inc()
-        if not ack.get("ok") and (n := self._limit.due(f"ack:{code}")) is not None:
+        if outcome is AckOutcome.FAILED and (n := self._limit.due(f"ack:{code}")) is not None:
             log.warning(
                 "%s: 事件被拒绝 event refused (%s, #%d): %s / %s",
                 self.device,
@@ -543,8 +503,8 @@ class SerialAdapter:
         self.link.stop(min(2.0, timeout))
 
     def stats(self) -> AdapterStats:
-        link = self.link
-        return AdapterStats(link.events, link.acked, link.failed, link.resent, link.pending, self._garbage, self._opens)
+        s = self.link.delivery.stats()
+        return AdapterStats(s.sent, s.acked, s.failed, s.resent, s.pending, self._garbage, self._opens)
 
     # --- the reader thread ----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""One simulated device's MQTT connection, keeping the delivery contract of the box.
+"""One simulated device's MQTT connection, keeping the delivery contract of the box (edge/devices/delivery.py).
 
 The event id is made before the first send and reused on every resend; an event stays pending until an
 ack with its id arrives (an ack with `retry: true` means "not posted, send again later"), and pending
@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,37 +22,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.demo.demo_json import DeviceLogin
+from edge.devices.delivery import AckOutcome, Delivery, DeliveryStats, PendingEvent
 
 log = logging.getLogger(__name__)
 ROOT = "storebox"
 MessageHandler = Callable[[str, bytes], None]
 
 
-@dataclass(frozen=True, slots=True)
-class LinkStats:
-    """Events sent (each id once), acked ok, failed (acked not ok, final), resent, still pending."""
-
-    sent: int = 0
-    acked: int = 0
-    failed: int = 0
-    resent: int = 0
-    pending: int = 0
-
-    def __add__(self, other: LinkStats) -> LinkStats:
-        return LinkStats(
-            self.sent + other.sent,
-            self.acked + other.acked,
-            self.failed + other.failed,
-            self.resent + other.resent,
-            self.pending + other.pending,
-        )
-
-
-@dataclass(slots=True)
-class _Pending:
-    topic: str
-    payload: bytes
-    last_sent: float | None  # monotonic seconds; None = not yet on the wire
+LinkStats = DeliveryStats  # the name the runner and the tests know
 
 
 def rfc3339_now() -> str:
@@ -86,14 +62,10 @@ class DeviceLink:
         self._subscriptions = subscriptions
         self._on_message = on_message
         self._on_failure = on_failure
-        self._resend_after = resend_after
         self._max_pending = max_pending
-        self._monotonic = monotonic
-        self._lock = threading.Lock()
-        self._pending: dict[str, _Pending] = {}
+        self._delivery = Delivery(resend_after, monotonic)  # unbounded: the device itself waits for `has_room`
         self._connected = threading.Event()
         self._refusals = 0
-        self._sent = self._acked = self._failed = self._resent = 0
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"{login.id}-sim-{uuid.uuid4().hex[:6]}",
@@ -137,20 +109,15 @@ class DeviceLink:
     @property
     def has_room(self) -> bool:
         """False while `max_pending` events wait for acks: the device stops making new ones."""
-        with self._lock:
-            return len(self._pending) < self._max_pending
+        return self._delivery.pending < self._max_pending
 
     def send(self, kind: str, data: dict[str, Any]) -> str:
         """Queue one event (its id made now, kept for resends) and publish it if connected."""
         event_id = f"{self.device_id}-{uuid.uuid4().hex}"
         payload = json.dumps({"id": event_id, "ts": rfc3339_now(), "data": data}, ensure_ascii=False).encode()
-        pending = _Pending(f"{self._prefix}/evt/{kind}", payload, None)
+        pending = PendingEvent(f"{self._prefix}/evt/{kind}", payload, None)
         connected = self.connected
-        with self._lock:
-            self._pending[event_id] = pending
-            self._sent += 1
-            if connected:
-                pending.last_sent = self._monotonic()
+        self._delivery.add(event_id, pending, on_wire=connected)
         if connected:
             self._client.publish(pending.topic, pending.payload, qos=1)
         return event_id
@@ -159,32 +126,20 @@ class DeviceLink:
         """Resend every pending event not acked within `resend_after` seconds; returns how many."""
         if not self.connected:
             return 0
-        now = self._monotonic()
-        with self._lock:
-            due = [p for p in self._pending.values() if p.last_sent is None or p.last_sent <= now - self._resend_after]
-            self._mark_sent(due, now)
+        due = self._delivery.due()
         self._publish(due)
         return len(due)
 
-    def _mark_sent(self, due: list[_Pending], now: float) -> None:
-        """Count resends and stamp the send time; the caller holds the lock."""
-        for pending in due:
-            if pending.last_sent is not None:
-                self._resent += 1
-            pending.last_sent = now
-
-    def _publish(self, due: list[_Pending]) -> None:
-        # Outside our lock: paho takes its own locks, and its thread takes ours for acks.
+    def _publish(self, due: list[PendingEvent]) -> None:
+        # Outside the delivery's lock: paho takes its own locks, and its thread takes that one for acks.
         for pending in due:
             self._client.publish(pending.topic, pending.payload, qos=1)
 
     def stats(self) -> LinkStats:
-        with self._lock:
-            return LinkStats(self._sent, self._acked, self._failed, self._resent, len(self._pending))
+        return self._delivery.stats()
 
     def pending_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._pending)
+        return self._delivery.pending_ids()
 
     # --- paho callbacks (network thread) ---------------------------------------------------------
 
@@ -199,10 +154,7 @@ class DeviceLink:
         client.publish(self._status_topic, "online", qos=1, retain=True)
         self._connected.set()
         # Acks may have been lost with the old connection: everything pending goes out again now.
-        with self._lock:
-            due = list(self._pending.values())
-            self._mark_sent(due, self._monotonic())
-        self._publish(due)
+        self._publish(self._delivery.all_again())
 
     def _disconnected_cb(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
@@ -225,15 +177,6 @@ class DeviceLink:
         except (ValueError, KeyError, TypeError):
             log.warning("%s: 无法解析的确认 unreadable ack: %r", self.device_id, payload[:200])
             return
-        with self._lock:
-            if event_id not in self._pending:
-                return  # the ack of a resend, already counted
-            if ack.get("retry"):
-                return  # not posted; stays pending and goes out again after resend_after
-            del self._pending[event_id]
-            if ack.get("ok"):
-                self._acked += 1
-                return
-            self._failed += 1
-        if self._on_failure is not None:
+        outcome = self._delivery.take_ack(event_id, ok=bool(ack.get("ok")), retry=bool(ack.get("retry")))
+        if outcome is AckOutcome.FAILED and self._on_failure is not None:
             self._on_failure(self.device_id, ack)

@@ -6,11 +6,13 @@ Each draft action is one writer job (the same code as a handheld's `receive` eve
 receipt, so the draft actions need `documents:write:receipt`.
 """
 
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse
+from fastapi.types import DecoratedCallable
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.devices import asn as asns
@@ -27,6 +29,8 @@ RECEIVE = write_permission("receipt")
 router = APIRouter(prefix="/api/v1", tags=["receiving"], responses=error_responses(401, 403, 500))
 
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+Receiver = Annotated[User, require(RECEIVE)]
+SupplierWriter = Annotated[User, require("suppliers:write")]
 DraftIdPath = Annotated[int, Path(ge=1, le=2**62, description="the receipt draft's id")]
 SupplierId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="the supplier's id")]
 AsnIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="the supplier's ASN id")]
@@ -226,33 +230,30 @@ async def _act(deps: Deps, user: User, key: str, action: receiving.Action) -> JS
     return JSONResponse(body.model_dump(mode="json"), headers=headers)
 
 
-@router.post(
-    "/receiving/drafts",
-    response_model=ActionOut,
-    responses=WRITE_RESPONSES,
-    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
-    summary="Open a receipt draft from a delivery note / 扫送货单开收货草稿",
-)
-async def open_draft(
-    body: OpenDraftIn, deps: Deps, user: Annotated[User, require(RECEIVE)], key: IdempotencyKey
-) -> JSONResponse:
+def _draft_action(path: str, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """The route of a draft action: a POST kept once per Idempotency-Key, answered with `ActionOut`."""
+    return router.post(
+        path,
+        response_model=ActionOut,
+        responses=WRITE_RESPONSES,
+        openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
+        summary=summary,
+    )
+
+
+@_draft_action("/receiving/drafts", "Open a receipt draft from a delivery note / 扫送货单开收货草稿")
+async def open_draft(body: OpenDraftIn, deps: Deps, user: Receiver, key: IdempotencyKey) -> JSONResponse:
     """Verify the note (signature, freshness, replay), match it to the PO and the ASN and open a draft that
     expects its lines; scanning the same note again resumes its open draft."""
     return await _act(deps, user, key, receiving.OpenNote(body.qr, body.location))
 
 
-@router.post(
-    "/receiving/drafts/{draft_id}/scans",
-    response_model=ActionOut,
-    responses=WRITE_RESPONSES,
-    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
-    summary="Scan goods into a draft / 扫描收货",
-)
+@_draft_action("/receiving/drafts/{draft_id}/scans", "Scan goods into a draft / 扫描收货")
 async def scan_goods(
     draft_id: DraftIdPath,
     body: ScanIn,
     deps: Deps,
-    user: Annotated[User, require(RECEIVE)],
+    user: Receiver,
     key: IdempotencyKey,
 ) -> JSONResponse:
     """Add goods; the answer says how the item stands against the note (ok, over, wrong_lot, expired, ...)."""
@@ -262,17 +263,11 @@ async def scan_goods(
     return await _act(deps, user, key, action)
 
 
-@router.post(
-    "/receiving/drafts/{draft_id}/confirm",
-    response_model=ActionOut,
-    responses=WRITE_RESPONSES,
-    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
-    summary="Confirm a draft: post the receipt / 确认入库",
-)
+@_draft_action("/receiving/drafts/{draft_id}/confirm", "Confirm a draft: post the receipt / 确认入库")
 async def confirm_draft(
     draft_id: DraftIdPath,
     deps: Deps,
-    user: Annotated[User, require(RECEIVE)],
+    user: Receiver,
     key: IdempotencyKey,
     body: Annotated[ConfirmIn | None, Body()] = None,
 ) -> JSONResponse:
@@ -282,16 +277,8 @@ async def confirm_draft(
     return await _act(deps, user, key, action)
 
 
-@router.post(
-    "/receiving/drafts/{draft_id}/cancel",
-    response_model=ActionOut,
-    responses=WRITE_RESPONSES,
-    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
-    summary="Cancel a draft / 取消收货草稿",
-)
-async def cancel_draft(
-    draft_id: DraftIdPath, deps: Deps, user: Annotated[User, require(RECEIVE)], key: IdempotencyKey
-) -> JSONResponse:
+@_draft_action("/receiving/drafts/{draft_id}/cancel", "Cancel a draft / 取消收货草稿")
+async def cancel_draft(draft_id: DraftIdPath, deps: Deps, user: Receiver, key: IdempotencyKey) -> JSONResponse:
     """Nothing is posted; the note may be scanned again to start over."""
     return await _act(deps, user, key, receiving.CancelDraft(draft_id))
 
@@ -379,7 +366,7 @@ async def set_signing_key(
     supplier_id: SupplierId,
     body: SigningKeyIn,
     deps: Deps,
-    user: Annotated[User, require("suppliers:write")],
+    user: SupplierWriter,
 ) -> dict[str, Any]:
     """Idempotent: registering the same key again answers it unchanged. A revoked key cannot come back."""
     key = await deps.writer.execute(
@@ -398,7 +385,7 @@ async def revoke_signing_key(
     supplier_id: SupplierId,
     key_id: KeyIdPath,
     deps: Deps,
-    user: Annotated[User, require("suppliers:write")],
+    user: SupplierWriter,
 ) -> dict[str, Any]:
     """Notes signed with a revoked key are refused from now on (idempotent)."""
     key = await deps.writer.execute(delivery_note.revoke_signing_key, supplier_id, key_id, user.username, deps.clock())
