@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edge.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from edge.ledger.errors import DomainError
 
 app = typer.Typer(
     name="storebox",
@@ -54,6 +59,8 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (also STOREBOX_CONFIG).", dir_okay=False)
 ]
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Overrides STOREBOX_DATA_DIR.")]
+SupplierArgument = Annotated[str, typer.Argument(help="the supplier's id")]
+DeviceIdArgument = Annotated[str, typer.Argument(help="The device's id.")]
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -77,6 +84,50 @@ def _open_db(settings: Settings, *, readonly: bool) -> Any:
     conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
     migrate(conn)
     return conn
+
+
+@contextmanager
+def _reading(settings: Settings) -> Iterator[Any]:
+    """A read-only connection for one command, closed when it is done (exit 2 when there is no database)."""
+    conn = _open_db(settings, readonly=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _refused(kind: type[DomainError] | None = None) -> Iterator[None]:
+    """A refusal of the core (`kind`, default any DomainError) is one clear line and exit code 2."""
+    from edge.ledger.errors import DomainError
+
+    refusal = kind or DomainError
+    try:
+        yield
+    except refusal as err:
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _write(settings: Settings, act: Any) -> Any:
+    """`act(conn, now)` in one transaction; a refusal is one clear line and exit code 2. Safe while the box
+    runs: SQLite takes this writer after the box's, and the box sees the change at the next connect."""
+    from datetime import UTC, datetime
+
+    from edge.ledger.errors import DomainError
+
+    conn = _open_db(settings, readonly=False)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        result = act(conn, datetime.now(UTC))
+        conn.execute("COMMIT")
+        return result
+    except DomainError as err:
+        conn.execute("ROLLBACK")
+        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        conn.close()
 
 
 @app.command()
@@ -163,9 +214,8 @@ def ledger_verify(
     settings = _settings(config, data_dir=data_dir)
     from edge.ledger.verify import verify_ledger
 
-    conn = _open_db(settings, readonly=True)
-    report = verify_ledger(conn, allow_negative=settings.allow_negative_stock)
-    conn.close()
+    with _reading(settings) as conn:
+        report = verify_ledger(conn, allow_negative=settings.allow_negative_stock)
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:
@@ -264,16 +314,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the report as JS
 
 def _books_report(settings: Settings, build: Any) -> Any:
     """Run `build(conn)` on a read connection; a refusal (bad period, unknown account) is one line, exit 2."""
-    from edge.ledger.errors import DomainError
-
-    conn = _open_db(settings, readonly=True)
-    try:
+    with _reading(settings) as conn, _refused():
         return build(conn)
-    except DomainError as err:
-        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        conn.close()
 
 
 def _books_json(report: Any) -> None:
@@ -613,11 +655,8 @@ def rules_list(
     """The installed voucher rule versions, the date each takes effect and the vouchers each produced."""
     from edge.finance.rulebook import list_versions
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn:
         versions = list_versions(conn)
-    finally:
-        conn.close()
     if as_json:
         typer.echo(json.dumps(versions, ensure_ascii=False, indent=2))
         return
@@ -634,11 +673,8 @@ def rules_show(version: str, config: ConfigOption = None, data_dir: DataDirOptio
     """Print one installed rule table as JSON (a starting point for the next version)."""
     from edge.finance.rulebook import get_version
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn:
         table = get_version(conn, version)
-    finally:
-        conn.close()
     if table is None:
         typer.echo(f"storebox: 未知凭证规则版本 / unknown rule version: {version}", err=True)
         raise typer.Exit(2)
@@ -798,11 +834,8 @@ def invoice_exceptions(
     """The three-way-match exception queue, oldest first, with the reasons in words."""
     from edge.finance.ap import list_exceptions
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn:
         queue = list_exceptions(conn, open_only=not show_all, limit=10_000)
-    finally:
-        conn.close()
     if as_json:
         typer.echo(json.dumps(queue, ensure_ascii=False, indent=2))
         return
@@ -824,14 +857,8 @@ def invoice_show(
     from edge.finance.ap import get_invoice
     from edge.finance.errors import FinanceError
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn, _refused(FinanceError):
         invoice = get_invoice(conn, invoice_id)
-    except FinanceError as err:
-        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        conn.close()
     typer.echo(json.dumps(invoice, ensure_ascii=False, indent=2))
 
 
@@ -884,7 +911,7 @@ def _supplier_today(settings: Settings, on: str | None) -> Any:
 
 @supplier_app.command("papers")
 def supplier_papers(
-    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    supplier: SupplierArgument,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -894,15 +921,9 @@ def supplier_papers(
     from edge.finance.errors import FinanceError
     from edge.finance.papers import PAPER_NAMES, PaperKind
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn, _refused(FinanceError):
         get_supplier(conn, supplier)
         papers = list_papers(conn, supplier)
-    except FinanceError as err:
-        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        conn.close()
     if as_json:
         typer.echo(json.dumps(papers, ensure_ascii=False, indent=2))
         return
@@ -920,7 +941,7 @@ def supplier_papers(
 
 @supplier_app.command("status")
 def supplier_status(
-    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    supplier: SupplierArgument,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     on: Annotated[str | None, typer.Option("--on", help="judge on this day (YYYY-MM-DD), default today")] = None,
@@ -932,14 +953,8 @@ def supplier_status(
 
     settings = _settings(config, data_dir=data_dir)
     today = _supplier_today(settings, on)
-    conn = _open_db(settings, readonly=True)
-    try:
+    with _reading(settings) as conn, _refused(FinanceError):
         status = qualification_status(conn, supplier, today)
-    except FinanceError as err:
-        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        conn.close()
     if as_json:
         typer.echo(json.dumps(status.to_json(), ensure_ascii=False, indent=2))
     else:
@@ -978,11 +993,8 @@ def supplier_alerts(
             conn.close()
         if not as_json:
             typer.echo(f"新预警 {len(new)} 条 / {len(new)} new alerts")
-    conn = _open_db(settings, readonly=True)
-    try:
+    with _reading(settings) as conn:
         alerts = list_alerts(conn, limit=10_000)
-    finally:
-        conn.close()
     if as_json:
         typer.echo(json.dumps([a.to_json() for a in alerts], ensure_ascii=False, indent=2))
         return
@@ -1007,24 +1019,8 @@ def main() -> None:
 
 
 def _fleet_write(settings: Settings, fn: Any, *args: Any) -> Any:
-    """`fn(conn, *args, "cli", now)` in one transaction; a refusal is one clear line and exit code 2. Safe while
-    the box runs: SQLite takes this writer after the box's, and the box sees the change at the next connect."""
-    from datetime import UTC, datetime
-
-    from edge.ledger.errors import DomainError
-
-    conn = _open_db(settings, readonly=False)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        result = fn(conn, *args, "cli", datetime.now(UTC))
-        conn.execute("COMMIT")
-        return result
-    except DomainError as err:
-        conn.execute("ROLLBACK")
-        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        conn.close()
+    """`fn(conn, *args, "cli", now)` in one transaction (see `_write`)."""
+    return _write(settings, lambda conn, now: fn(conn, *args, "cli", now))
 
 
 @device_app.command("list")
@@ -1036,11 +1032,8 @@ def device_list(
     """Devices with their status (online/offline as reported), last seen, room and open alert."""
     from edge.devices.fleet import device_records
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn:
         records = device_records(conn)
-    finally:
-        conn.close()
     if as_json:
         typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
         return
@@ -1055,7 +1048,7 @@ def device_list(
 
 @device_app.command("rotate")
 def device_rotate(
-    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    device_id: DeviceIdArgument,
     password: Annotated[str | None, typer.Option(help="Generated and printed when omitted.")] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
@@ -1077,7 +1070,7 @@ def _set_enabled(device_id: str, enabled: bool, config: Path | None, data_dir: P
 
 @device_app.command("disable")
 def device_disable(
-    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    device_id: DeviceIdArgument,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -1087,7 +1080,7 @@ def device_disable(
 
 @device_app.command("enable")
 def device_enable(
-    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    device_id: DeviceIdArgument,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -1097,7 +1090,7 @@ def device_enable(
 
 @device_app.command("set")
 def device_set(
-    device_id: Annotated[str, typer.Argument(help="The device's id.")],
+    device_id: DeviceIdArgument,
     location: Annotated[str | None, typer.Option(help="The room it is in (a location code); '' clears.")] = None,
     profile: Annotated[str | None, typer.Option(help="Its firmware profile id; '' clears.")] = None,
     config: ConfigOption = None,
@@ -1217,26 +1210,6 @@ KeyIdOption = Annotated[str | None, typer.Option("--key", help="Only this key id
 ActorOption = Annotated[str, typer.Option("--actor", help="who does it (audit trail)")]
 
 
-def _supplier_write(settings: Settings, act: Any) -> Any:
-    """`act(conn, now)` in one transaction; a refusal is one clear line and exit code 2."""
-    from datetime import UTC, datetime
-
-    from edge.ledger.errors import DomainError
-
-    conn = _open_db(settings, readonly=False)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        result = act(conn, datetime.now(UTC))
-        conn.execute("COMMIT")
-        return result
-    except DomainError as err:
-        conn.execute("ROLLBACK")
-        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        conn.close()
-
-
 def _issued(issued: Any) -> None:
     typer.echo(json.dumps({**issued.info.to_json(issued.info.created_at), "api_key": issued.key}, ensure_ascii=False))
     typer.echo(
@@ -1246,7 +1219,7 @@ def _issued(issued: Any) -> None:
 
 @supplier_key_app.command("create")
 def supplier_key_create(
-    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    supplier: SupplierArgument,
     scope: ScopeOption = None,
     label: Annotated[str | None, typer.Option(help="what the key is for, e.g. the supplier's ERP")] = None,
     actor: ActorOption = "cli",
@@ -1256,7 +1229,7 @@ def supplier_key_create(
     """Issue an API key for a supplier and print it once (JSON)."""
     from edge.devices.supplier_keys import create_api_key
 
-    issued = _supplier_write(
+    issued = _write(
         _settings(config, data_dir=data_dir),
         lambda conn, now: create_api_key(conn, supplier, now=now, actor=actor, scopes=scope, label=label),
     )
@@ -1265,7 +1238,7 @@ def supplier_key_create(
 
 @supplier_key_app.command("rotate")
 def supplier_key_rotate(
-    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    supplier: SupplierArgument,
     key: KeyIdOption = None,
     grace_minutes: Annotated[
         int, typer.Option(min=0, max=30 * 24 * 60, help="the old key keeps working this long (default 0: stops now)")
@@ -1279,7 +1252,7 @@ def supplier_key_rotate(
 
     from edge.devices.supplier_keys import rotate_api_keys
 
-    issued = _supplier_write(
+    issued = _write(
         _settings(config, data_dir=data_dir),
         lambda conn, now: rotate_api_keys(
             conn, supplier, now=now, actor=actor, key_id=key, grace=timedelta(minutes=grace_minutes)
@@ -1290,7 +1263,7 @@ def supplier_key_rotate(
 
 @supplier_key_app.command("revoke")
 def supplier_key_revoke(
-    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    supplier: SupplierArgument,
     key: KeyIdOption = None,
     actor: ActorOption = "cli",
     config: ConfigOption = None,
@@ -1299,7 +1272,7 @@ def supplier_key_revoke(
     """Revoke the supplier's active keys (or one) at once."""
     from edge.devices.supplier_keys import revoke_api_keys
 
-    revoked = _supplier_write(
+    revoked = _write(
         _settings(config, data_dir=data_dir),
         lambda conn, now: revoke_api_keys(conn, supplier, now=now, actor=actor, key_id=key),
     )
@@ -1317,11 +1290,8 @@ def supplier_key_list(
 
     from edge.devices.supplier_keys import list_api_keys
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn:
         keys = list_api_keys(conn, supplier)
-    finally:
-        conn.close()
     now = datetime.now(UTC)
     for info in keys:
         typer.echo(json.dumps(info.to_json(now), ensure_ascii=False))
@@ -1329,7 +1299,7 @@ def supplier_key_list(
 
 @supplier_app.command("link-device")
 def supplier_link_device(
-    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    supplier: SupplierArgument,
     device: Annotated[str, typer.Argument(help="a device of kind supplier (storebox device add ... --kind supplier)")],
     actor: ActorOption = "cli",
     config: ConfigOption = None,
@@ -1338,7 +1308,7 @@ def supplier_link_device(
     """Let a supplier device send ASNs (evt/asn) for the supplier over MQTT."""
     from edge.devices.supplier_keys import link_supplier_device
 
-    _supplier_write(
+    _write(
         _settings(config, data_dir=data_dir),
         lambda conn, now: link_supplier_device(conn, device, supplier, now=now, actor=actor),
     )
@@ -1355,7 +1325,7 @@ def supplier_unlink_device(
     """Stop a device sending ASNs for its supplier."""
     from edge.devices.supplier_keys import unlink_supplier_device
 
-    supplier = _supplier_write(
+    supplier = _write(
         _settings(config, data_dir=data_dir),
         lambda conn, now: unlink_supplier_device(conn, device, now=now, actor=actor),
     )
@@ -1489,7 +1459,7 @@ def supplier_openapi_command(
 
 @signing_key_app.command("set")
 def signing_key_set(
-    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    supplier: SupplierArgument,
     public_key: Annotated[str, typer.Option("--public-key", help="Ed25519 public key: base64url, hex or PEM")],
     replace: Annotated[bool, typer.Option("--replace", help="revoke the supplier's other keys")] = False,
     actor: ActorOption = "cli",
@@ -1499,7 +1469,7 @@ def signing_key_set(
     """Register the public key a supplier signs its delivery-note QR codes with (idempotent)."""
     from edge.devices.delivery_note import set_signing_key
 
-    key = _supplier_write(
+    key = _write(
         _settings(config, data_dir=data_dir),
         lambda conn, now: set_signing_key(conn, supplier, public_key, actor, now, replace),
     )
@@ -1508,7 +1478,7 @@ def signing_key_set(
 
 @signing_key_app.command("revoke")
 def signing_key_revoke(
-    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    supplier: SupplierArgument,
     key_id: Annotated[str, typer.Argument(help="the key id (8 hex digits, printed in each note)")],
     actor: ActorOption = "cli",
     config: ConfigOption = None,
@@ -1517,7 +1487,7 @@ def signing_key_revoke(
     """Revoke a signing key: notes signed with it are refused from now on."""
     from edge.devices.delivery_note import revoke_signing_key
 
-    key = _supplier_write(
+    key = _write(
         _settings(config, data_dir=data_dir), lambda conn, now: revoke_signing_key(conn, supplier, key_id, actor, now)
     )
     typer.echo(json.dumps(key.to_dict(), ensure_ascii=False))
@@ -1532,11 +1502,8 @@ def signing_key_list(
     """Signing keys on the box, as JSON lines."""
     from edge.devices.delivery_note import list_signing_keys
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn:
         keys = list_signing_keys(conn, supplier)
-    finally:
-        conn.close()
     for key in keys:
         typer.echo(json.dumps(key.to_dict(), ensure_ascii=False))
 
@@ -1552,18 +1519,15 @@ def asn_list(
     """ASNs, newest first, as JSON lines."""
     from edge.devices.asn import list_asns
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn:
         records = list_asns(conn, supplier=supplier, po_id=po, state=state, limit=10_000)
-    finally:
-        conn.close()
     for record in records:
         typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
 
 
 @asn_app.command("show")
 def asn_show(
-    supplier: Annotated[str, typer.Argument(help="the supplier's id")],
+    supplier: SupplierArgument,
     asn_id: Annotated[str, typer.Argument(help="the supplier's ASN id")],
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
@@ -1571,11 +1535,8 @@ def asn_show(
     """One ASN with its lines, receipts and differences (JSON); exit 2 when there is none."""
     from edge.devices.asn import get_asn
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn:
         record = get_asn(conn, asn_id, supplier=supplier)
-    finally:
-        conn.close()
     if record is None:
         typer.echo(f"storebox: 发货通知不存在 / no such ASN: {supplier} {asn_id}", err=True)
         raise typer.Exit(2)
@@ -1594,20 +1555,13 @@ def receiving_check_note(
     would refuse as forged, tampered, malformed or signed with an unknown or revoked key.
     """
     from edge.devices.delivery_note import check_note
-    from edge.ledger.errors import DomainError
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn, _refused():
         signed = check_note(conn, qr.strip("\r\n"))
         seen = conn.execute(
             "SELECT receipt_id FROM delivery_notes WHERE supplier = ? AND nonce = ?",
             (signed.note.supplier, signed.note.nonce),
         ).fetchone()
-    except DomainError as err:
-        typer.echo(f"storebox: {err.message} / {err.message_en}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        conn.close()
     note = signed.note
     body = {
         "supplier": note.supplier,
@@ -1634,11 +1588,8 @@ def receiving_drafts(
     """Receipt drafts, newest first, as JSON lines."""
     from edge.devices.receiving import list_drafts
 
-    conn = _open_db(_settings(config, data_dir=data_dir), readonly=True)
-    try:
+    with _reading(_settings(config, data_dir=data_dir)) as conn:
         drafts = list_drafts(conn, state=state, limit=10_000)
-    finally:
-        conn.close()
     for draft in drafts:
         typer.echo(json.dumps(draft, ensure_ascii=False))
 
