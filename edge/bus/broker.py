@@ -3,12 +3,15 @@
 Three amqtt plugins adapt the broker to the box; each only hands over to a plain object:
 
 - `DeviceAuthPlugin`: a client connects with its device id as username and its password, checked by
-  `edge.security.devices.verify_device` on a reader connection in a worker thread. Anonymous is refused.
+  `edge.security.devices.authenticate_device` on a reader connection in a worker thread. Anonymous is refused.
 - `DeviceTopicPlugin`: a device publishes only under `storebox/<store>/dev/<its id>/`, and subscribes to
-  (and receives) only its own tree, `stock/#` and `alert/#` of its store.
+  (and receives) only its own tree and, unless it is a supplier's device, `stock/#` and `alert/#` of its store.
 - `IngestTapPlugin`: every accepted publish under `storebox/<store>/dev/+/evt/#` goes straight to the
   ingest consumer in this process, with no network hop (DESIGN.md "Performance stance"); and each device's
   `status` messages, with the last will of a lost connection, to the fleet (`on_status`, edge/bus/status.py).
+
+`StoreBroker` is amqtt's broker with two repairs: retained messages go only to a session's own
+subscriptions and through the same ACL, and its subscription table may change while amqtt walks it.
 
 The TCP listener is ours (amqtt's "external" listener type), so that a packet far larger than any event
 (`packet_limit`) is cut off at the socket before amqtt buffers it. Payloads between
@@ -24,7 +27,7 @@ import hashlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from edge.bus.topics import is_id, may_publish, may_subscribe, split_event_topic, status_topic
 from edge.config import Settings
-from edge.security.devices import credential_stamp, verify_device
+from edge.security.devices import DeviceLogin, authenticate_device, credential_stamp, reads_store_topics
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ class BrokerMetrics:
         )
 
 
-VerifyDevice = Callable[[sqlite3.Connection, str, str], str | None]
+VerifyDevice = Callable[[sqlite3.Connection, str, str], DeviceLogin | None]
 
 
 class DeviceGate:
@@ -97,7 +100,7 @@ class DeviceGate:
         open_reader: Callable[[], sqlite3.Connection],
         metrics: BrokerMetrics,
         *,
-        verify: VerifyDevice = verify_device,
+        verify: VerifyDevice = authenticate_device,
         cache_seconds: float = AUTH_CACHE_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -108,6 +111,10 @@ class DeviceGate:
         self._cache_seconds = cache_seconds
         self._monotonic = monotonic
         self._cache: dict[tuple[str, bytes], tuple[float, str]] = {}  # -> (valid until, credential stamp)
+        # device -> its kind, learnt at its last successful check. A kind never changes under the same id (a device
+        # deleted and registered again has a new hash, so it is checked again); a device not in here reads only its
+        # own tree.
+        self._kinds: dict[str, str] = {}
         self._slots = asyncio.Semaphore(AUTH_CONCURRENCY)
 
     async def authenticate(self, username: str | None, password: str | None, will_topic: str | None) -> bool:
@@ -129,9 +136,10 @@ class DeviceGate:
             self._metrics.connects.labels(result="ok").inc()
             return True
         async with self._slots:
-            device, stamp = await asyncio.to_thread(self._check, username, password)
-        if device != username:
+            login, stamp = await asyncio.to_thread(self._check, username, password)
+        if login is None or login.id != username:
             return self._refuse("bad_credentials")
+        self._kinds[username] = login.kind
         if len(self._cache) > 10_000:
             self._cache.clear()
         if stamp is not None:
@@ -139,7 +147,7 @@ class DeviceGate:
         self._metrics.connects.labels(result="ok").inc()
         return True
 
-    def _check(self, username: str, password: str) -> tuple[str | None, str | None]:
+    def _check(self, username: str, password: str) -> tuple[DeviceLogin | None, str | None]:
         conn = self._open_reader()
         try:
             stamp = credential_stamp(conn, username)
@@ -160,16 +168,89 @@ class DeviceGate:
         return False
 
     def allows(self, username: str | None, topic: str, action: Action) -> bool:
-        """The topic ACL: publish in one's own tree; subscribe and receive own tree, stock and alerts."""
+        """The topic ACL: publish in one's own tree; subscribe and receive own tree and, for the store's devices
+        (not a supplier's), stock and alerts."""
         if not username:
             allowed = False
         elif action == Action.PUBLISH:
             allowed = may_publish(self.store_id, username, topic)
         else:  # SUBSCRIBE takes a filter, RECEIVE a topic; a topic is a filter without wildcards
-            allowed = may_subscribe(self.store_id, username, topic)
+            store_topics = reads_store_topics(self._kinds.get(username, ""))
+            allowed = may_subscribe(self.store_id, username, topic, store_topics=store_topics)
         if not allowed:
             self._metrics.denied.labels(action=str(action)).inc()
         return allowed
+
+
+# --- amqtt's broker, repaired ------------------------------------------------------------------------
+
+Subscribers = list[tuple[Session, int]]
+
+
+class _Subscriptions(dict[str, Subscribers]):
+    """amqtt's subscription table (filter -> [(session, granted QoS)]), walked over a copy.
+
+    amqtt 0.12.1 walks it with awaits inside the loop: at every connect (`Broker._handle_client_session`,
+    broker.py:601) and for every message (`Broker._run_broadcast`, broker.py:1015). A subscribe, unsubscribe or
+    clean connect of another client meanwhile raised "dictionary changed size during iteration": the connecting
+    client was dropped, or the subscribers after that point never got the message. Five clients connecting at
+    once were enough.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().__iter__()))
+
+    def items(self) -> list[tuple[str, Subscribers]]:  # type: ignore[override]
+        return [(topic_filter, list(subscribers)) for topic_filter, subscribers in super().items()]
+
+
+class StoreBroker(Broker):  # type: ignore[misc]
+    """amqtt's broker whose retained messages, and the messages it queued for a session while it was away, reach
+    a session only through its own subscriptions and the topic ACL (`DeviceGate.allows`, RECEIVE)."""
+
+    def __init__(self, config: dict[str, Any], gate: DeviceGate) -> None:
+        super().__init__(config)
+        self._gate = gate
+        self._subscriptions = _Subscriptions()
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        # amqtt 0.12.1 calls this on SUBSCRIBE (broker.py:722) and, at every connect, for every filter that any
+        # client holds (broker.py:601-602), sending whatever retained message matches without the ACL: a device
+        # that connected got other devices' retained messages. Here a session gets the retained messages of a
+        # subscription of its own only, at the QoS it was granted, each one allowed to it.
+        topic_filter = subscription[0]
+        granted = next(
+            (qos for held, qos in self._subscriptions.get(topic_filter, ()) if held.client_id == session.client_id),
+            None,
+        )
+        handler = self._get_handler(session)
+        if granted is None or handler is None:
+            return  # returns without awaiting: amqtt's connect loop is not held up by other clients' filters
+        deliveries = [
+            asyncio.ensure_future(
+                handler.mqtt_publish(topic, retained.data, min(granted, retained.qos or granted), retain=True)
+            )
+            for topic, retained in list(self._retained_messages.items())
+            if self._matches(topic, topic_filter) and self._gate.allows(session.username, topic, Action.RECEIVE)
+        ]
+        if deliveries:
+            await asyncio.wait(deliveries)
+
+    async def _publish_session_retained_messages(self, session: Session) -> None:
+        # amqtt 0.12.1 (broker.py:597) sends a resumed persistent session the messages queued for it while it was
+        # away, unchecked; they passed the ACL of the session's user then, but amqtt hands a persistent session to
+        # whoever reconnects with its client id. Drop those the session's user now may not receive.
+        queued = session.retained_messages
+        kept = []
+        while not queued.empty():
+            message = queued.get_nowait()
+            if self._gate.allows(session.username, message.topic, Action.RECEIVE):
+                kept.append(message)
+        for message in kept:
+            queued.put_nowait(message)
+        await super()._publish_session_retained_messages(session)
 
 
 # --- amqtt plugins: thin adapters onto DeviceGate and the ingest sink --------------------------------
@@ -406,7 +487,7 @@ class EmbeddedBroker:
         open_reader: Callable[[], sqlite3.Connection],
         ingest: EventSink,
         registry: CollectorRegistry | None = None,
-        verify: VerifyDevice = verify_device,
+        verify: VerifyDevice = authenticate_device,
     ) -> None:
         self._settings = settings
         self._open_reader = open_reader
@@ -477,7 +558,7 @@ class EmbeddedBroker:
     async def start(self) -> None:
         """Start the broker and listen; raises if the port is taken."""
         gate = DeviceGate(self._settings.store_id, self._open_reader, self.metrics, verify=self._verify)
-        broker = Broker(self._config(gate))
+        broker = StoreBroker(self._config(gate), gate)
         await broker.start()
         try:
             self._server = await asyncio.start_server(

@@ -140,8 +140,11 @@ def split_event_topic(store: str, topic: str) -> tuple[str, str] | None:
     return device, rest[4:]
 
 
-def subscribe_allowed(store: str, device: str) -> tuple[str, ...]:
-    """The filters a device may subscribe to (or within): its own tree, stock and alerts."""
+def subscribe_allowed(store: str, device: str, *, store_topics: bool = True) -> tuple[str, ...]:
+    """The filters a device may subscribe to (or within): its own tree, and with `store_topics` stock and alerts
+    (a supplier's device has only its own tree)."""
+    if not store_topics:
+        return (device_filter(store, device),)
     return (device_filter(store, device), stock_filter(store), alert_filter(store))
 
 
@@ -172,8 +175,9 @@ def may_publish(store: str, device: str, topic: str) -> bool:
     return topic.startswith(prefix) and len(topic) > len(prefix) and "+" not in topic and "#" not in topic
 
 
-def may_subscribe(store: str, device: str, topic_filter: str) -> bool:
-    """A device subscribes within its own tree, `stock/#` and `alert/#` of its store."""
+def may_subscribe(store: str, device: str, topic_filter: str, *, store_topics: bool = True) -> bool:
+    """A device subscribes within its own tree and, with `store_topics`, `stock/#` and `alert/#` of its store."""
     if not is_id(store) or not is_id(device):
         return False
-    return any(filter_within(topic_filter, allowed) for allowed in subscribe_allowed(store, device))
+    allowed = subscribe_allowed(store, device, store_topics=store_topics)
+    return any(filter_within(topic_filter, within) for within in allowed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -58,18 +59,42 @@ def create_device(
         raise DeviceExists(device_id) from exc
 
 
-def verify_device(conn: sqlite3.Connection, username: str, password: str) -> str | None:
-    """The device id when `username` is an enabled device whose password is `password`, else None.
+# Stock and alerts are the store's own business: its devices read them, a supplier's device (an outside
+# company's terminal or gateway, docs/supplier-api/README.md) does not, nor a device of a kind the box does not know.
+STORE_TOPIC_READERS = frozenset(DeviceKind) - {DeviceKind.SUPPLIER}
+
+
+def reads_store_topics(kind: str) -> bool:
+    """True when a device of `kind` may read the store's shared topics (stock, alerts), not only its own tree."""
+    return kind in STORE_TOPIC_READERS
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLogin:
+    """A device that has just proved its password: who it is and what kind of device, for the topic ACL."""
+
+    id: str
+    kind: str
+
+
+def authenticate_device(conn: sqlite3.Connection, username: str, password: str) -> DeviceLogin | None:
+    """The device and its kind when `username` is an enabled device whose password is `password`, else None.
 
     Read-only, so the broker's auth plugin can call it on a reader connection.
     """
     row = None
     if DEVICE_ID_PATTERN.match(username):
-        row = conn.execute("SELECT id, password_hash, enabled FROM devices WHERE id = ?", (username,)).fetchone()
+        row = conn.execute("SELECT id, kind, password_hash, enabled FROM devices WHERE id = ?", (username,)).fetchone()
     matches = verify_password(row["password_hash"] if row is not None else None, password)
     if row is None or not matches or not row["enabled"]:
         return None
-    return str(row["id"])
+    return DeviceLogin(str(row["id"]), str(row["kind"]))
+
+
+def verify_device(conn: sqlite3.Connection, username: str, password: str) -> str | None:
+    """The device id when `username` is an enabled device whose password is `password`, else None."""
+    login = authenticate_device(conn, username, password)
+    return None if login is None else login.id
 
 
 def list_devices(conn: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -3,7 +3,9 @@
     python -m tools.mosquitto write --dir /etc/mosquitto/storebox [--config storebox.toml] [--port 1883]
     python -m tools.mosquitto passwd --dir /etc/mosquitto/storebox      # after device add / rotate / disable
 
-Then (re)load Mosquitto: `mosquitto -c DIR/storebox.conf`, or `systemctl reload mosquitto` after `passwd`.
+`passwd` writes the password file and the ACL again, each keeping the owner, group and mode of the file it
+replaces. Then (re)load Mosquitto: `mosquitto -c DIR/storebox.conf`, or `systemctl reload mosquitto` after
+`passwd`.
 Exit 0 when written, 2 with one line on stderr when not.
 """
 
@@ -15,12 +17,14 @@ from pathlib import Path
 
 from edge.config import ConfigError, load_settings
 from edge.ledger.errors import DomainError
-from tools.mosquitto.files import PASSWD, ListenerTls, MosquittoSetupError, write_files, write_password_file
+from tools.mosquitto.files import ListenerTls, MosquittoSetupError, write_files, write_logins
 
 
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.mosquitto", description="Mosquitto for StoreBox")
-    parser.add_argument("command", choices=("write", "passwd"), help="write: all files; passwd: the password file")
+    parser.add_argument(
+        "command", choices=("write", "passwd"), help="write: all files; passwd: the password file and the ACL"
+    )
     parser.add_argument("--dir", type=Path, required=True, help="where the files go (e.g. /etc/mosquitto/storebox)")
     parser.add_argument("--config", type=Path, default=None, help="the box's TOML config (also STOREBOX_CONFIG)")
     parser.add_argument("--data-dir", type=Path, default=None, help="the box's data dir (overrides the config)")
@@ -49,8 +53,8 @@ def cli(argv: list[str] | None = None) -> int:
             )
             print(f"wrote {files.conf}, {files.acl}, {files.passwd}")
         else:
-            missing = write_password_file(settings, args.dir / PASSWD)
-            print(f"wrote {args.dir / PASSWD}")
+            files, missing = write_logins(settings, args.dir)
+            print(f"wrote {files.passwd}, {files.acl}")
     except (ConfigError, MosquittoSetupError) as err:
         print(f"tools.mosquitto: {err}", file=sys.stderr)
         return 2

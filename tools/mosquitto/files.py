@@ -2,15 +2,19 @@
 
 Everything comes from the box's own settings and database: the store id and the box's user and password from
 `mqtt_url`, the packet limit from `mqtt_max_payload_bytes`, device logins from the registry's broker hashes
-(edge/bus/broker_credentials.py). Writing is atomic (a temp file renamed over the old one), so Mosquitto
-never reads half a file when it reloads (SIGHUP).
+(edge/bus/broker_credentials.py), and from the registry's device kinds who reads the store's stock and alerts.
+Writing is atomic (a temp file renamed over the old one), so Mosquitto never reads half a file when it reloads
+(SIGHUP); `write_logins` gives the new file the owner, group and mode of the one it replaces, so that
+Mosquitto, which runs as its own user, can still read it.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import stat
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -20,6 +24,7 @@ from edge.bus.broker_credentials import devices_without_broker_credential, passw
 from edge.bus.broker_url import BrokerUrl, parse_broker_url
 from edge.config import Settings
 from edge.db import connect
+from edge.security.devices import list_devices, reads_store_topics
 
 HERE = Path(__file__).parent
 CONF = "storebox.conf"
@@ -102,14 +107,28 @@ def render_config(
     )
 
 
-def render_acl(store: str, box_user: str) -> str:
-    """The ACL from tools/mosquitto/storebox.acl.template: each device in its own tree, the box in the store's."""
+def render_acl(store: str, box_user: str, readers: Iterable[str] = ()) -> str:
+    """The ACL from tools/mosquitto/storebox.acl.template: each device in its own tree, the box in the store's,
+    and each of `readers` (the store's own devices, not a supplier's) also reading stock and alerts."""
     template = Template((HERE / "storebox.acl.template").read_text(encoding="utf-8"))
-    return template.substitute(store=store, box_user=box_user)
+    blocks = "".join(
+        f"\nuser {device}\ntopic read storebox/{store}/stock/#\ntopic read storebox/{store}/alert/#\n"
+        for device in readers
+    )
+    return template.substitute(store=store, box_user=box_user) + blocks
 
 
-def write_password_file(settings: Settings, path: Path, *, owner: str | None = None) -> list[str]:
-    """Write the password file from the registry; return the enabled devices that have no broker hash yet."""
+@dataclass(frozen=True, slots=True)
+class Logins:
+    """What the password file and the ACL take from the registry."""
+
+    password_file: str
+    readers: list[str]  # enabled devices that read the store's stock and alerts
+    missing: list[str]  # enabled devices without a broker hash yet
+
+
+def read_logins(settings: Settings) -> Logins:
+    """Read the registry for the password file and the ACL."""
     url = box_login(settings)
     assert url.username is not None and url.password is not None
     if not settings.db_path.exists():
@@ -117,11 +136,32 @@ def write_password_file(settings: Settings, path: Path, *, owner: str | None = N
     conn = connect(settings.db_path, readonly=True)
     try:
         text = password_file(conn, url.username, url.password)
-        missing = devices_without_broker_credential(conn)
+        readers = [row["id"] for row in list_devices(conn) if row["enabled"] and reads_store_topics(row["kind"])]
+        return Logins(text, readers, devices_without_broker_credential(conn))
     finally:
         conn.close()
-    _write(path, text, mode=0o600, owner=owner)
-    return missing
+
+
+def write_password_file(settings: Settings, path: Path, *, owner: str | None = None) -> list[str]:
+    """Write the password file from the registry (mode 0600, owned by `owner` if given, else by the owner of the
+    file it replaces, else by us); return the enabled devices that have no broker hash yet."""
+    logins = read_logins(settings)
+    _write(path, logins.password_file, mode=0o600, owner=owner, keep_existing=owner is None)
+    return logins.missing
+
+
+def write_logins(settings: Settings, directory: Path) -> tuple[MosquittoFiles, list[str]]:
+    """Write the password file and the ACL again after devices were added, rotated, disabled or enabled, each with
+    the owner, group and mode of the file it replaces; return them and the devices without a broker hash."""
+    url = box_login(settings)
+    assert url.username is not None
+    files = MosquittoFiles(directory.resolve())
+    logins = read_logins(settings)
+    if not files.directory.is_dir():
+        raise MosquittoSetupError(f"no directory {files.directory}; run `python -m tools.mosquitto write` first")
+    _write(files.passwd, logins.password_file, mode=0o600, keep_existing=True)
+    _write(files.acl, render_acl(settings.store_id, url.username, logins.readers), mode=0o644, keep_existing=True)
+    return files, logins.missing
 
 
 def write_files(
@@ -143,8 +183,9 @@ def write_files(
     owner = run_as if _is_root() else None
     if owner is not None:
         _chown(files.persistence, owner)
-    missing = write_password_file(settings, files.passwd, owner=owner)
-    _write(files.acl, render_acl(settings.store_id, url.username), mode=0o644)
+    logins = read_logins(settings)
+    _write(files.passwd, logins.password_file, mode=0o600, owner=owner)
+    _write(files.acl, render_acl(settings.store_id, url.username, logins.readers), mode=0o644)
     config = render_config(
         files,
         port=url.port if port is None else port,
@@ -155,7 +196,7 @@ def write_files(
         tls=tls,
     )
     _write(files.conf, config, mode=0o644)
-    return files, missing
+    return files, logins.missing
 
 
 def _is_root() -> bool:
@@ -170,15 +211,34 @@ def _chown(path: Path, user: str) -> None:
     os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def _write(path: Path, text: str, *, mode: int, owner: str | None = None) -> None:
+def _write(path: Path, text: str, *, mode: int, owner: str | None = None, keep_existing: bool = False) -> None:
+    """Write `path` atomically with `mode` and `owner`; with `keep_existing`, an existing file's owner, group and
+    mode win (a password file Mosquitto reads as its own user must stay readable to it after a reload)."""
+    existing = path.stat() if keep_existing and path.exists() else None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.chmod(tmp, mode)
-        if owner is not None:
-            _chown(Path(tmp), owner)
+        if existing is not None:
+            os.chmod(tmp, stat.S_IMODE(existing.st_mode))
+            _give_back(Path(tmp), path, existing.st_uid, existing.st_gid)
+        else:
+            os.chmod(tmp, mode)
+            if owner is not None:
+                _chown(Path(tmp), owner)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _give_back(tmp: Path, path: Path, uid: int, gid: int) -> None:
+    created = tmp.stat()
+    if (created.st_uid, created.st_gid) == (uid, gid):
+        return
+    try:
+        os.chown(tmp, uid, gid)
+    except PermissionError as exc:
+        raise MosquittoSetupError(
+            f"cannot give {path} back its owner {uid}:{gid}; run this as root (or as that user)"
+        ) from exc

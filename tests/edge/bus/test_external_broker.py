@@ -44,11 +44,18 @@ from edge.bus.topics import ack_topic, device_prefix, event_topic, status_topic,
 from edge.config import Settings, load_settings
 from edge.db import connect
 from edge.ledger.commands import DocType, Line, PostDocument
-from edge.security.devices import set_device_enabled
+from edge.security.devices import create_device, set_device_enabled
 from edge.writer import LedgerWriter
 from tests.edge.bus.conftest import ITEMS, PASSWORDS, STORE, WAIT, LoopThread, _posting_context, free_port, sale, seed
 from tools.mosquitto.__main__ import cli as mosquitto_cli
-from tools.mosquitto.files import ListenerTls, MosquittoFiles, render_acl, write_files, write_password_file
+from tools.mosquitto.files import (
+    ListenerTls,
+    MosquittoFiles,
+    render_acl,
+    write_files,
+    write_logins,
+    write_password_file,
+)
 
 BOX_USER, BOX_PASSWORD = "storebox_box", "box-secret"
 NOT_AUTHORIZED = 135  # MQTT 5 reason code 0x87
@@ -431,8 +438,46 @@ def test_only_enabled_registered_devices_with_the_right_password_log_in(ext: Ext
     assert _login(ext.port, "pos-1") == 0
 
 
-def _login(port: int, device_id: str) -> int:
-    device = V5Device(port, device_id, PASSWORDS[device_id], client_id=f"{device_id}-probe-{time.monotonic_ns()}")
+@pytest.mark.mosquitto
+def test_a_suppliers_device_reads_only_its_own_tree_and_the_stores_devices_read_stock(ext: ExternalBox) -> None:
+    conn = connect(ext.settings.db_path)
+    try:
+        with conn:
+            create_device(conn, "sup-acme", "supplier", "sup-acme-secret")
+            set_broker_credential(conn, "sup-acme", "sup-acme-secret")
+    finally:
+        conn.close()
+    write_logins(ext.settings, ext.mosquitto.files.directory)
+    ext.mosquitto.reload()
+    deadline_wait(lambda: _login(ext.port, "sup-acme", "sup-acme-secret") == 0, "mosquitto to let sup-acme in")
+
+    watcher = ext.device("pos-2", ack=False)
+    assert watcher.subscribe(f"storebox/{STORE}/stock/#") == [1]
+    pos = ext.device("pos-1")
+    assert pos.send(sale("s-1", ("MILK-1L", 1))) == 0
+    assert pos.ack("s-1")["ok"] is True
+    assert b"MILK-1L" in watcher.next_message(stock_topic(STORE, "MILK-1L")).payload  # a store device reads stock
+
+    supplier = V5Device(ext.port, "sup-acme", "sup-acme-secret")
+    ext.devices.append(supplier)
+    supplier.connect()
+    assert supplier.subscribe(ack_topic(STORE, "sup-acme")) == [1]
+    supplier.subscribe(f"storebox/{STORE}/stock/#")  # Mosquitto 2.0 grants it, and delivers nothing on it
+    supplier.subscribe(f"storebox/{STORE}/alert/#")
+    assert pos.send(sale("s-2", ("MILK-1L", 1))) == 0
+    assert pos.ack("s-2")["ok"] is True
+    assert watcher.next_message(stock_topic(STORE, "MILK-1L")).payload
+    # The box answers the supplier after it published that stock, over the same connection: had the supplier
+    # been allowed the stock (retained at its subscription, or live), it would have arrived first.
+    event = {"id": "asn-1", "ts": "2024-06-01T08:30:00+08:00", "data": {}}
+    assert supplier.publish(event_topic(STORE, "sup-acme", "asn"), json.dumps(event).encode()) == 0
+    assert supplier.ack("asn-1")["ok"] is False
+    assert supplier.queue(stock_topic(STORE, "MILK-1L")).empty()
+
+
+def _login(port: int, device_id: str, password: str | None = None) -> int:
+    password = PASSWORDS[device_id] if password is None else password
+    device = V5Device(port, device_id, password, client_id=f"{device_id}-probe-{time.monotonic_ns()}")
     try:
         return int(device.connect(expect_ok=False).value)
     finally:
@@ -748,7 +793,8 @@ def _blocks(language: str) -> list[tuple[str, str]]:
 
 def test_the_acl_in_the_guide_is_the_one_the_tool_writes() -> None:
     ((_, shown),) = [block for block in _blocks("text") if block[0] == "acl"]
-    written = [line for line in render_acl("store-001", "storebox_box").splitlines() if line and line[0] != "#"]
+    acl = render_acl("store-001", "storebox_box", ["pda-1", "pos-1"])  # and sup-acme, a supplier's device
+    written = [line for line in acl.splitlines() if line and line[0] != "#"]
     assert shown.splitlines() == written
 
 
@@ -760,28 +806,47 @@ def test_the_settings_in_the_guide_exist_with_their_environment_names() -> None:
 
 
 @pytest.mark.mosquitto
-def test_the_setup_commands_in_the_guide_write_mosquittos_files(tmp_path: Path, mosquitto_binary: str) -> None:
+def test_the_setup_commands_in_the_guide_work_on_a_fresh_install_followed_literally(
+    tmp_path: Path, mosquitto_binary: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
     ((_, toml),) = _blocks("toml")
+    data_dir = tmp_path / "var-lib-storebox"  # nothing there yet: a box that has never run
     config = tmp_path / "storebox.toml"
-    config.write_text(toml)
-    settings = load_settings(config, data_dir=tmp_path)
-    assert settings.store_id == "store-001" and settings.mqtt_url is not None
-    seed(settings.db_path)
+    config.write_text(toml.replace("/var/lib/storebox", str(data_dir)))
+    settings = load_settings(config)
+    assert settings.store_id == "store-001" and settings.mqtt_url is not None and settings.data_dir == data_dir
     _, cert, key = _certificates(tmp_path)
-    commands = [line for _, body in _blocks("sh") for line in body.splitlines() if "tools.mosquitto" in line]
-    assert len(commands) == 3
-    for command in commands:
+    etc = tmp_path / "etc"
+    lines = [line for _, body in _blocks("sh") for line in body.splitlines() if line.strip()]
+    assert {line.split()[0] for line in lines} == {"storebox", "python", "systemctl"}
+    ran = []
+    for line in lines:
         argv = shlex.split(
-            command.replace("/etc/storebox/storebox.toml", str(config))
-            .replace("/etc/mosquitto/storebox", str(tmp_path / "etc"))
+            line.replace("/etc/storebox/storebox.toml", str(config))
+            .replace("/etc/mosquitto/storebox", str(etc))
             .replace("/etc/mosquitto/certs/box.pem", str(cert))
             .replace("/etc/mosquitto/certs/box.key", str(key))
         )
-        assert argv[:3] == ["python", "-m", "tools.mosquitto"]
-        assert mosquitto_cli([*argv[3:], "--data-dir", str(tmp_path)]) == 0, command
-    conf = (tmp_path / "etc" / "storebox.conf").read_text()
+        if argv[0] == "systemctl":  # Mosquitto's service: started and reloaded by the other tests here
+            continue
+        if argv[0] == "storebox":
+            result = CliRunner().invoke(app, argv[1:])
+            assert result.exit_code == 0, (line, result.output)
+        else:
+            assert argv[:3] == ["python", "-m", "tools.mosquitto"]
+            assert mosquitto_cli(argv[3:]) == 0, line
+        ran.append(argv[1] if argv[0] == "storebox" else argv[3])
+    assert ran == ["migrate", "device", "write", "device", "passwd", "write"]
+    conf = (etc / "storebox.conf").read_text()
     assert "listener 8883 0.0.0.0" in conf and f"certfile {cert}" in conf  # the last command: TLS
-    assert (tmp_path / "etc" / "storebox.passwd").read_text().startswith("storebox_box:$7$")
+    users = [line.split(":", 1)[0] for line in (etc / "storebox.passwd").read_text().splitlines()]
+    assert users == ["storebox_box", "pda-1", "pos-1"]  # the devices the guide adds log in
+    acl = (etc / "storebox.acl").read_text()
+    assert "user pda-1\n" in acl and "user pos-1\n" in acl
 
 
 @pytest.mark.mosquitto
