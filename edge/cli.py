@@ -1107,16 +1107,26 @@ def device_set(
 # --- issue 4: serial adapters and firmware profiles (storebox serial ..., storebox profiles ...) ---
 
 
+def _profiles_folder(folder: Path | None, config: Path | None) -> Path | None:
+    """The folder named, else the setting `firmware_profiles_dir` (None: the shipped firmware_profiles/)."""
+    return folder if folder is not None else _settings(config).firmware_profiles_dir
+
+
 @profiles_app.command("check")
 def profiles_check(
     folder: Annotated[
-        Path | None, typer.Argument(help="Folder of *.yaml profiles (default: the shipped firmware_profiles/).")
+        Path | None,
+        typer.Argument(
+            help="Folder of *.yaml profiles (default STOREBOX_FIRMWARE_PROFILES_DIR, else the shipped"
+            " firmware_profiles/)."
+        ),
     ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Validate every firmware profile of a folder; exit 2 with `file:line: reason` for each problem."""
     from edge.devices.profiles import read_profiles
 
-    catalog = read_profiles(folder)
+    catalog = read_profiles(_profiles_folder(folder, config))
     for problem in catalog.problems:
         typer.echo(str(problem), err=True)
     if catalog.problems:
@@ -1127,13 +1137,16 @@ def profiles_check(
 
 @profiles_app.command("list")
 def profiles_list(
-    folder: Annotated[Path | None, typer.Argument(help="Folder of *.yaml profiles.")] = None,
+    folder: Annotated[
+        Path | None, typer.Argument(help="Folder of *.yaml profiles (default STOREBOX_FIRMWARE_PROFILES_DIR).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOption = None,
 ) -> None:
     """List the firmware profiles: id, device kind, transport, events, commands, manual section."""
     from edge.devices.profiles import read_profiles
 
-    catalog = read_profiles(folder)
+    catalog = read_profiles(_profiles_folder(folder, config))
     rows = [
         {
             "id": p.id,
@@ -1210,8 +1223,9 @@ KeyIdOption = Annotated[str | None, typer.Option("--key", help="Only this key id
 ActorOption = Annotated[str, typer.Option("--actor", help="who does it (audit trail)")]
 
 
-def _issued(issued: Any) -> None:
-    typer.echo(json.dumps({**issued.info.to_json(issued.info.created_at), "api_key": issued.key}, ensure_ascii=False))
+def _issued(issued: Any, **extra: Any) -> None:
+    shown = {**issued.info.to_json(issued.info.created_at), **extra, "api_key": issued.key}
+    typer.echo(json.dumps(shown, ensure_ascii=False))
     typer.echo(
         "请立即把密钥交给供应商, 之后无法再次显示 / hand the key to the supplier now; it is not shown again", err=True
     )
@@ -1247,18 +1261,20 @@ def supplier_key_rotate(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Replace the supplier's key(s) by a new one with the same scopes; print the new key once."""
+    """Rotate the supplier's keys one by one (or only --key): each active key gets a new key with its own label
+    and scopes, never merged; print each new key once (one JSON line per key, `replaces` names the old one)."""
     from datetime import timedelta
 
     from edge.devices.supplier_keys import rotate_api_keys
 
-    issued = _write(
+    rotated = _write(
         _settings(config, data_dir=data_dir),
         lambda conn, now: rotate_api_keys(
             conn, supplier, now=now, actor=actor, key_id=key, grace=timedelta(minutes=grace_minutes)
         ),
     )
-    _issued(issued)
+    for each in rotated:
+        _issued(each.issued, replaces=each.replaces)
 
 
 @supplier_key_app.command("revoke")

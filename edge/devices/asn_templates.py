@@ -276,10 +276,25 @@ class FieldRule:
 
 @dataclass(frozen=True, slots=True)
 class UnitRule:
-    """A supplier's unit: the box's unit (None: the unit the item code implies) and the factor to it."""
+    """A supplier's unit word: the store units it may be, in order (the first one the item has is taken; none:
+    the unit the item code implies), and a factor into the one unit named, if any.
 
-    unit: str | None
+    A factor needs exactly one named unit: the box then applies that unit's own factor on top (1 for `g`), so
+    a conversion is made once. With no unit named the item code's unit could already be the larger one (a
+    `kg` barcode), and the factor would be applied twice.
+    """
+
+    units: tuple[str, ...]
     factor: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class UnitChoice:
+    """How the unit of a line read from a file is settled against its item (`edge.devices.supplier_asns`): the
+    supplier's word as written and the store units it may be, in order; none: the unit the item code implies."""
+
+    word: str | None
+    units: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,9 +509,22 @@ def load_template_text(text: str, file: str, name: str) -> AsnTemplate:
         units = []
         for unit_name, rule in data["units"].items():
             target = rule.get("unit")
-            if target is not None and not _UNIT_NAME.match(target):
-                issues.add(["units", unit_name, "unit"], f"unit {target!r}: no spaces, 1..32 characters")
-            units.append((_normal(unit_name), UnitRule(target, int(rule.get("factor", 1)))))
+            targets = tuple([target] if isinstance(target, str) else target or ())
+            for name_ in targets:
+                if not _UNIT_NAME.match(name_):
+                    issues.add(["units", unit_name, "unit"], f"unit {name_!r}: no spaces, 1..32 characters")
+            factor = int(rule.get("factor", 1))
+            if factor != 1 and len(targets) != 1:
+                issues.add(
+                    ["units", unit_name, "factor"],
+                    f"{unit_name}: a factor converts into one named unit, e.g. {{unit: g, factor: 1000}}"
+                    + (
+                        ": with unit null the code's unit may be the larger one and the factor would apply twice"
+                        if not targets
+                        else ", not a list"
+                    ),
+                )
+            units.append((_normal(unit_name), UnitRule(tuple(_normal(t) for t in targets), factor)))
     if issues.found:
         raise AsnTemplateInvalid(issues.found)
     return AsnTemplate(
@@ -592,7 +620,11 @@ def check_template_paths(paths: Sequence[Path]) -> tuple[int, list[TemplateIssue
 
 @dataclass(frozen=True, slots=True)
 class SourcedAsn:
-    """An ASN read from a supplier's file, with the place of the ASN and of each of its lines."""
+    """An ASN read from a supplier's file, with the place of the ASN and of each of its lines.
+
+    A line's `unit` is the first store unit its supplier unit may be; `line_units` says how to settle it
+    against the item when the ASN is recorded (the store's units differ from store to store: 箱 or case).
+    """
 
     asn_id: str
     po: str  # the PO's document id (digits) or its number (doc_no), as the file has it
@@ -601,6 +633,7 @@ class SourcedAsn:
     note: str | None = None
     where: str = ""
     line_sources: tuple[str, ...] = ()
+    line_units: tuple[UnitChoice, ...] = ()
 
 
 class _Bad(Exception):
@@ -618,7 +651,14 @@ def _normal(text: str) -> str:
 
 def _text(raw: Any, target: str) -> str:
     if isinstance(raw, (bool, dict, list)):
-        raise _Bad("应为文本", f"must be text, not {type(raw).__name__}")
+        shown = (
+            ("布尔值", "a boolean")
+            if isinstance(raw, bool)
+            else ("对象", "an object")
+            if isinstance(raw, dict)
+            else ("数组", "an array")
+        )
+        raise _Bad(f"应为文本, 不能是{shown[0]}", f"must be text, not {shown[1]}")
     if isinstance(raw, Decimal):
         if raw != raw.to_integral_value():
             raise _Bad("应为文本或整数", "must be text or a whole number")
@@ -730,23 +770,15 @@ def _value(rule: FieldRule, raw: Any, today: date) -> Any:
 
 
 def _unit(template: AsnTemplate, text: str | None) -> UnitRule:
-    if template.units is None:
-        return UnitRule(text)
-    table = dict(template.units)
+    """The rule of a supplier's unit word; a word the table does not list is taken as a store unit name."""
+    table = dict(template.units or ())
     if text is None:
-        return table.get("", UnitRule(None))
-    rule = table.get(text) or next((r for name, r in template.units if name.casefold() == text.casefold()), None)
-    if rule is None:
-        known = ", ".join(name for name, _ in template.units if name) or "-"
-        raise _Bad(
-            f"未知单位 {text!r} (模板认识: {known})",
-            f"unknown unit {text!r} (the template knows: {known})",
-            "unknown_unit",
-        )
-    return rule
+        return table.get("", UnitRule(()))
+    rule = table.get(text) or next((r for name, r in template.units or () if name.casefold() == text.casefold()), None)
+    return rule if rule is not None else UnitRule((text,))
 
 
-def _asn_line(template: AsnTemplate, values: Mapping[str, Any]) -> AsnLine:
+def _asn_line(template: AsnTemplate, values: Mapping[str, Any]) -> tuple[AsnLine, UnitChoice]:
     unit = _unit(template, values.get("unit"))
     qty = values["qty"] * unit.factor
     if qty != qty.to_integral_value():
@@ -765,14 +797,15 @@ def _asn_line(template: AsnTemplate, values: Mapping[str, Any]) -> AsnLine:
         price_fen = int((price / unit.factor).quantize(Decimal(1), rounding=ROUND_HALF_UP))
         if price_fen > MAX_PRICE_FEN:
             raise _Bad("单价过大", "price too large", "invalid_price")
-    return AsnLine(
+    line = AsnLine(
         code=values["item"],
         qty=int(qty),
-        unit=unit.unit,
+        unit=unit.units[0] if unit.units else None,
         lot=values.get("lot"),
         expiry=values.get("expiry"),
         price_fen=price_fen,
     )
+    return line, UnitChoice(values.get("unit"), unit.units)
 
 
 @dataclass
@@ -783,6 +816,7 @@ class _Draft:
     first_line: int | None
     lines: list[AsnLine] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    units: list[UnitChoice] = field(default_factory=list)
     rows: int = 0  # line rows seen, valid or not
 
 
@@ -835,6 +869,7 @@ def _finish(drafts: Sequence[_Draft], collector: _Collector) -> list[SourcedAsn]
             note=d.header.get("note"),
             where=d.where,
             line_sources=tuple(d.sources),
+            line_units=tuple(d.units),
         )
         for d in drafts
     ]
@@ -924,12 +959,25 @@ def _records(template: AsnTemplate, text: str, collector: _Collector) -> list[tu
                 f"line {line}",
                 None,
                 "invalid_csv",
-                f"第 {line} 行 CSV 格式错误: {exc}",
+                f"第 {line} 行 CSV 格式错误: {_csv_error_zh(str(exc), template.delimiter)}",
                 f"line {line}: malformed CSV: {exc}",
                 line,
             )
         )
     return records
+
+
+def _csv_error_zh(reason: str, delimiter: str) -> str:
+    """The Chinese of the csv module's reasons (strict mode)."""
+    if "expected after" in reason:
+        return f"引号结束后应紧跟分隔符 {delimiter!r}"
+    if reason.startswith("unexpected end of data"):
+        return "文件在引号内结束 (缺少结尾的引号?)"
+    if reason.startswith("field larger than field limit"):
+        return "单元格过长"
+    if "new-line character" in reason:
+        return "未加引号的单元格中有换行"
+    return "无法读取该行"
 
 
 def _column_indexes(
@@ -1108,25 +1156,42 @@ def _csv_row(
             collector.bad(where, line_no, f"lines.{rule.target}", bad, draft.asn_id)
             return draft
     try:
-        draft.lines.append(_asn_line(template, values))
-        draft.sources.append(where)
+        line, choice = _asn_line(template, values)
     except _Bad as bad:
         collector.bad(where, line_no, "lines.qty", bad, draft.asn_id)
+        return draft
+    draft.lines.append(line)
+    draft.units.append(choice)
+    draft.sources.append(where)
     return draft
 
 
 # --- JSON ----------------------------------------------------------------------------------------
 
 
+# The Chinese of json's reasons (JSONDecodeError.msg); the English is json's own.
+_JSON_ERRORS_ZH: dict[str, str] = {
+    "Expecting value": "此处应为一个值",
+    "Expecting property name enclosed in double quotes": "此处应为双引号括起的键名",
+    "Expecting ',' delimiter": "此处应为逗号 ,",
+    "Expecting ':' delimiter": "此处应为冒号 :",
+    "Unterminated string starting at": "字符串缺少结尾的引号",
+    "Invalid control character at": "字符串中有控制字符",
+    "Invalid \\escape": "无效的转义序列",
+    "Invalid \\uXXXX escape": "无效的 \\u 转义序列",
+    "Extra data": "JSON 之后还有多余的内容",
+}
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number in JSON")
+    raise _Bad(f"{name} 在 JSON 中不是数字", f"{name} is not a number in JSON")
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"duplicate key {key[:64]!r}")
+            raise _Bad(f"键 {key[:64]!r} 重复", f"duplicate key {key[:64]!r}")
         result[key] = value
     return result
 
@@ -1156,15 +1221,20 @@ def _from_json(template: AsnTemplate, data: bytes, today: date, collector: _Coll
                 f"line {exc.lineno}",
                 None,
                 "invalid_json",
-                f"JSON 格式错误: {exc.msg}",
+                f"JSON 格式错误: {_JSON_ERRORS_ZH.get(exc.msg, '无法解析')} (第 {exc.lineno} 行第 {exc.colno} 列)",
                 f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
                 exc.lineno,
             )
         )
         return []
-    except (ValueError, RecursionError) as exc:
-        detail = str(exc)[:200] or "nested too deep"
-        collector.add(ImportProblem("$", None, "invalid_json", f"JSON 无效: {detail}", f"invalid JSON: {detail}"))
+    except _Bad as bad:
+        collector.add(ImportProblem("$", None, "invalid_json", f"JSON 无效: {bad.message}", f"invalid JSON: {bad}"))
+        return []
+    except RecursionError:
+        collector.add(ImportProblem("$", None, "invalid_json", "JSON 嵌套过深", "invalid JSON: nested too deep"))
+        return []
+    except ValueError:  # e.g. an integer of more digits than Python converts
+        collector.add(ImportProblem("$", None, "invalid_json", "JSON 中的数字过长", "invalid JSON: a number too long"))
         return []
     drafts: list[_Draft] = []
     try:
@@ -1238,7 +1308,10 @@ def _json_line(template: AsnTemplate, today: date, collector: _Collector, draft:
             collector.bad(_place(where, rule), None, f"lines.{rule.target}", bad, draft.asn_id)
             return
     try:
-        draft.lines.append(_asn_line(template, values))
-        draft.sources.append(where)
+        line, choice = _asn_line(template, values)
     except _Bad as bad:
         collector.bad(where, None, "lines.qty", bad, draft.asn_id)
+        return
+    draft.lines.append(line)
+    draft.units.append(choice)
+    draft.sources.append(where)

@@ -6,15 +6,17 @@ several ASNs is recorded whole or not at all.
 
 from __future__ import annotations
 
+import calendar
+import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
-from edge.bus.payloads import EventEnvelope, IsoDate, JobOutcome, KindSpec, WriterJob
+from edge.bus.payloads import EventEnvelope, JobOutcome, KindSpec, WriterJob
 from edge.devices.asn import (
     MAX_ASN_LINES,
     MAX_NOTE,
@@ -30,14 +32,50 @@ from edge.devices.asn import (
     RecordOutcome,
     po_items,
     record_asn,
+    resolve_code,
 )
-from edge.devices.asn_templates import AsnImportRejected, ImportProblem, SourcedAsn
+from edge.devices.asn_templates import AsnImportRejected, ImportProblem, SourcedAsn, UnitChoice
 from edge.devices.supplier_keys import supplier_of_device
+from edge.ledger.errors import DomainError, LedgerError
 from edge.ledger.posting import PostingContext
+from edge.ledger.queries import get_item
 
 ACK_PROBLEMS_CAP = 50  # problems carried in an MQTT ack; the rest are counted (an ack must stay small)
 
 AsnId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+
+
+class AsnFieldInvalid(DomainError, ValueError):
+    """A field of an ASN as sent that cannot be taken, with why in Chinese and English. Also a ValueError, so that
+    pydantic keeps it as the cause of its validation error: the web layer and the bus show both messages."""
+
+    code = "invalid_asn_field"
+    status = 422
+
+
+def _asn_date(value: object) -> date:
+    """A calendar date `YYYY-MM-DD`; each way it can be wrong says so in Chinese and English."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    match = _ISO_DATE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise AsnFieldInvalid("应为日期, 格式 YYYY-MM-DD", "must be a date YYYY-MM-DD")
+    year, month, day = (int(part) for part in match.groups())
+    if year < 1:
+        raise AsnFieldInvalid("年份必须在 1 到 9999 之间", "year must be 1 to 9999")
+    if not 1 <= month <= 12:
+        raise AsnFieldInvalid("月份必须在 1 到 12 之间", "month must be 1 to 12")
+    last = calendar.monthrange(year, month)[1]
+    if not 1 <= day <= last:
+        raise AsnFieldInvalid(
+            f"{year:04d}-{month:02d} 的日期必须在 1 到 {last} 之间",
+            f"day must be 1 to {last} in {year:04d}-{month:02d}",
+        )
+    return date(year, month, day)
+
+
+AsnDate = Annotated[date, BeforeValidator(_asn_date)]
 Lot = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]{1,64}$")]
 PoNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
@@ -53,7 +91,7 @@ class SupplierAsnLineIn(_Strict):
     qty: Annotated[int, Field(ge=1, le=MAX_QTY)]
     unit: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
     lot: Lot | None = None
-    expiry: IsoDate | None = None
+    expiry: AsnDate | None = None
     price_fen: Annotated[int, Field(ge=0, le=MAX_PRICE_FEN)] | None = None
 
 
@@ -63,14 +101,17 @@ class SupplierAsnIn(_Strict):
     asn_id: AsnId
     po_id: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
     po_no: PoNumber | None = None
-    ship_date: IsoDate
+    ship_date: AsnDate
     note: Annotated[str, StringConstraints(max_length=MAX_NOTE)] | None = None
     lines: Annotated[list[SupplierAsnLineIn], Field(min_length=1, max_length=MAX_ASN_LINES)]
 
     @model_validator(mode="after")
     def _one_po(self) -> SupplierAsnIn:
         if (self.po_id is None) == (self.po_no is None):
-            raise ValueError("give the purchase order as po_id (document id) or po_no (its number), one of them")
+            raise AsnFieldInvalid(
+                "采购订单请用 po_id (单据 ID) 或 po_no (订单号) 之一给出, 不能都给或都不给",
+                "give the purchase order as po_id (document id) or po_no (its number), one of them",
+            )
         return self
 
     def incoming(self) -> IncomingAsn:
@@ -93,11 +134,12 @@ class IncomingAsn:
     note: str | None = None
     where: str = ""  # where the ASN starts in an imported file
     line_sources: tuple[str, ...] = ()  # where each line is in an imported file
+    line_units: tuple[UnitChoice, ...] = ()  # how each line's unit of an imported file is settled
 
     @classmethod
     def from_file(cls, asn: SourcedAsn) -> IncomingAsn:
         po: int | str = int(asn.po) if asn.po.isdigit() and len(asn.po) < 19 else asn.po
-        return cls(asn.asn_id, po, asn.ship_date, asn.lines, asn.note, asn.where, asn.line_sources)
+        return cls(asn.asn_id, po, asn.ship_date, asn.lines, asn.note, asn.where, asn.line_sources, asn.line_units)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,15 +172,79 @@ def _named_po(problems: Sequence[AsnProblem], po: int | str) -> list[AsnProblem]
     ]
 
 
+def _matching_unit(units: Sequence[str], wanted: Sequence[str]) -> str | None:
+    """The first wanted unit the item has, exactly, else ignoring case (`KG` for `kg`)."""
+    for unit in wanted:
+        if unit in units:
+            return unit
+    for unit in wanted:
+        found = next((u for u in units if u.casefold() == unit.casefold()), None)
+        if found is not None:
+            return found
+    return None
+
+
+def _settle_units(conn: sqlite3.Connection, asn: IncomingAsn) -> tuple[tuple[AsnLine, ...], list[AsnProblem]]:
+    """The lines of an imported file with each unit settled against its item: the first of the store units the
+    supplier's unit may be that the item has. A line whose item has none of them is a problem (`unknown_unit`)
+    naming the item's units; its line stays as it is, for record_asn to find the line's other problems."""
+    lines: list[AsnLine] = []
+    problems: list[AsnProblem] = []
+    units_of: dict[str, list[str]] = {}
+    for no, line in enumerate(asn.lines, start=1):
+        choice = asn.line_units[no - 1] if no <= len(asn.line_units) else UnitChoice(line.unit)
+        if not choice.units:
+            lines.append(line)
+            continue
+        try:
+            item = resolve_code(conn, line.code)
+        except LedgerError:  # an unknown code: record_asn names it
+            lines.append(line)
+            continue
+        if item.sku not in units_of:
+            found = get_item(conn, item.sku)
+            units_of[item.sku] = list(found["units"]) if found else []
+        units = units_of[item.sku]
+        unit = _matching_unit(units, choice.units)
+        if unit is not None:
+            lines.append(replace(line, unit=unit))
+            continue
+        lines.append(line)
+        wanted = " / ".join(choice.units)
+        word_zh = f"文件中的单位 {choice.word}; " if choice.word and choice.word not in choice.units else ""
+        word_en = f"the file's unit {choice.word}; " if choice.word and choice.word not in choice.units else ""
+        problems.append(
+            AsnProblem(
+                no,
+                "unknown_unit",
+                f"商品 {item.sku} ({item.name}) 没有计量单位 {wanted} ({word_zh}商品的单位: {', '.join(units)})",
+                f"item {item.sku} ({item.name}) has no unit {wanted} ({word_en}the item's units: {', '.join(units)})",
+            )
+        )
+    return tuple(lines), problems
+
+
+def _with_unit_problems(found: Sequence[AsnProblem], unit_problems: Sequence[AsnProblem]) -> list[AsnProblem]:
+    """record_asn's problems with the settled units' own in place of its `unknown_unit` for the same lines."""
+    flagged = {p.line for p in unit_problems}
+    kept = [p for p in found if not (p.code == "unknown_unit" and p.line in flagged)]
+    return sorted([*kept, *unit_problems], key=lambda p: p.line or 0)
+
+
 def _record(conn: sqlite3.Connection, supplier: str, asn: IncomingAsn, source: AsnSource, now: datetime) -> AsnRecord:
     po_id = _po_id(conn, supplier, asn.po)
+    lines, unit_problems = _settle_units(conn, asn)
     try:
-        record = record_asn(conn, supplier, AsnInput(asn.asn_id, po_id, asn.ship_date, asn.lines, asn.note), now)
+        record = record_asn(conn, supplier, AsnInput(asn.asn_id, po_id, asn.ship_date, lines, asn.note), now)
+        if unit_problems:  # record_asn refuses a unit the item does not have; never keep one regardless
+            raise AsnRejected(unit_problems)
     except AsnRejected as err:
+        problems = _with_unit_problems(err.problems, unit_problems) if unit_problems else list(err.problems)
         if isinstance(asn.po, str):
-            named = _named_po(err.problems, asn.po)
-            raise (AsnAlreadyReceived(named) if isinstance(err, AsnAlreadyReceived) else AsnRejected(named)) from None
-        raise
+            problems = _named_po(problems, asn.po)
+        if problems == list(err.problems):
+            raise
+        raise (AsnAlreadyReceived(problems) if isinstance(err, AsnAlreadyReceived) else AsnRejected(problems)) from None
     if record.outcome in (RecordOutcome.CREATED, RecordOutcome.REVISED):
         conn.execute(
             "INSERT OR REPLACE INTO asn_sources (supplier, asn_id, revision, channel, template, key_id, device,"

@@ -3,7 +3,8 @@
 A key reads `sbk_<key id>_<secret>`: the key id (12 characters) is public and names the row, the secret
 (256 random bits) is shown once and only its SHA-256 is stored. A key holds scopes, a subset of the
 supplier permissions below; every route of the supplier API states the one it needs. Keys are created,
-rotated (the old key may keep working for a grace period) and revoked; each act is in the audit trail.
+rotated one by one (each new key keeps its old key's label and scopes; the old key may keep working for a
+grace period) and revoked; each act is in the audit trail.
 """
 
 from __future__ import annotations
@@ -133,6 +134,14 @@ class IssuedKey:
 
 
 @dataclass(frozen=True, slots=True)
+class RotatedKey:
+    """One key rotated: the new key, which keeps the old one's label and scopes, and the key id it replaces."""
+
+    replaces: str
+    issued: IssuedKey
+
+
+@dataclass(frozen=True, slots=True)
 class SupplierCaller:
     """Who calls the supplier API: the supplier of a valid key, and what the key may do."""
 
@@ -259,10 +268,13 @@ def rotate_api_keys(
     actor: str,
     key_id: str | None = None,
     grace: timedelta = timedelta(0),
-) -> IssuedKey:
-    """Replace the supplier's active keys (or the one `key_id`) by one new key with their scopes and label.
+) -> list[RotatedKey]:
+    """Replace each of the supplier's active keys (or only `key_id`) by a new key of its own, with the old key's
+    label and scopes; return each new key with the id it replaces, in the order of the old keys.
 
-    The old keys stop at once, or after `grace` so that the supplier's system can switch without a gap.
+    Keys are rotated one by one, never merged: a read-only key stays read-only. The old key stops at once, or
+    after `grace` so that the supplier's system can switch without a gap; a key in its grace period was rotated
+    already and is not rotated again.
     """
     if grace < timedelta(0) or grace > timedelta(days=30):
         raise InvalidKeyInput(
@@ -271,32 +283,47 @@ def rotate_api_keys(
             field="grace",
             seconds=int(grace.total_seconds()),
         )
-    old = _active_rows(conn, supplier, key_id, now)
-    scopes = _check_scopes({scope for info in old for scope in info.scopes})
-    issued = _issue(conn, supplier, scopes, old[-1].label, now, actor)
-    for info in old:
+    current = []
+    for info in _active_rows(conn, supplier, key_id, now):
+        if info.replaced_by is None:
+            current.append(info)
+        elif key_id is not None:  # a key in its grace period was rotated already: rotate its successor
+            raise InvalidKeyInput(
+                f"密钥 {info.key_id} 已被 {info.replaced_by} 替换，请轮换 {info.replaced_by}",
+                f"key {info.key_id} was already replaced by {info.replaced_by}; rotate {info.replaced_by}",
+                field="key_id",
+                key_id=info.key_id,
+                replaced_by=info.replaced_by,
+            )
+    if not current:
+        raise NoActiveApiKey(supplier, key_id)
+    rotated = []
+    for old in current:
+        new = _issue(conn, supplier, old.scopes, old.label, now, actor)
         if grace > timedelta(0):
-            ends = now + grace if info.expires_at is None else min(info.expires_at, now + grace)
+            ends = now + grace if old.expires_at is None else min(old.expires_at, now + grace)
             conn.execute(
                 "UPDATE supplier_api_keys SET expires_at = ?, replaced_by = ? WHERE key_id = ?",
-                (_iso(ends), issued.info.key_id, info.key_id),
+                (_iso(ends), new.info.key_id, old.key_id),
             )
         else:
             conn.execute(
                 "UPDATE supplier_api_keys SET revoked_at = ?, replaced_by = ? WHERE key_id = ?",
-                (_iso(now), issued.info.key_id, info.key_id),
+                (_iso(now), new.info.key_id, old.key_id),
             )
-    _audit(
-        conn,
-        now,
-        actor,
-        "supplier_api_key.rotate",
-        supplier,
-        key_id=issued.info.key_id,
-        replaced=[info.key_id for info in old],
-        grace_seconds=int(grace.total_seconds()),
-    )
-    return issued
+        _audit(
+            conn,
+            now,
+            actor,
+            "supplier_api_key.rotate",
+            supplier,
+            key_id=new.info.key_id,
+            replaced=old.key_id,
+            scopes=list(old.scopes),
+            grace_seconds=int(grace.total_seconds()),
+        )
+        rotated.append(RotatedKey(old.key_id, new))
+    return rotated
 
 
 def revoke_api_keys(

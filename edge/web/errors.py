@@ -77,7 +77,8 @@ _STATUS_TEXT: dict[int, tuple[str, str, str]] = {
     415: ("unsupported_media_type", "不支持的内容类型", "unsupported media type"),
 }
 
-# Chinese wording of pydantic's error types; the English message is pydantic's own.
+# Chinese wording of pydantic's error types; the English message is pydantic's own. A validator that raises a
+# DomainError that is also a ValueError (edge.devices.supplier_asns.AsnFieldInvalid) says both itself.
 _VALIDATION_ZH: dict[str, str] = {
     "missing": "缺少必填字段",
     "extra_forbidden": "不允许的字段",
@@ -110,6 +111,18 @@ _VALIDATION_ZH: dict[str, str] = {
     "value_error": "值无效",
     "union_tag_invalid": "取值不在允许范围内",
 }
+# The same with the limit the English names, from the error's context.
+_VALIDATION_ZH_LIMITS: dict[str, str] = {
+    "greater_than_equal": "应大于或等于 {ge}",
+    "less_than_equal": "应小于或等于 {le}",
+    "greater_than": "应大于 {gt}",
+    "less_than": "应小于 {lt}",
+    "string_too_short": "至少 {min_length} 个字符",
+    "string_too_long": "最多 {max_length} 个字符",
+    "too_short": "至少 {min_length} 项",
+    "too_long": "最多 {max_length} 项",
+    "string_pattern_mismatch": "格式不符, 应匹配 {pattern}",
+}
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -131,20 +144,42 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _messages(error: Mapping[str, Any]) -> tuple[str, str]:
+    """The Chinese and English of one pydantic error: the validator's own when it raised a DomainError, else
+    its type's in Chinese with the limits the English names, and pydantic's English."""
+    ctx = error.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, DomainError):
+        return cause.message, cause.message_en
+    return _message_zh(str(error.get("type")), ctx), str(error.get("msg", ""))
+
+
+def _message_zh(kind: str, ctx: Mapping[str, Any]) -> str:
+    if kind in _VALIDATION_ZH_LIMITS:
+        try:
+            return _VALIDATION_ZH_LIMITS[kind].format_map({k: _jsonable(v) for k, v in ctx.items()})
+        except (KeyError, IndexError, ValueError):
+            pass
+    return _VALIDATION_ZH.get(kind, "值无效")
+
+
 def validation_detail(errors: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
     """Chinese and English messages naming the fields, and the list of problems (inputs not echoed)."""
     problems = []
     for error in errors[:50]:
         loc = tuple(error.get("loc", ()))
         json_error = str(error.get("type", "")).startswith("json_")
+        message, message_en = _messages(error)
+        ctx = error.get("ctx") or {}
+        limits = {k: _jsonable(v) for k, v in ctx.items() if not isinstance(v, DomainError)}
         problems.append(
             {
                 "field": "body" if json_error else _field_path(loc),
                 "in": str(loc[0]) if loc else "body",
                 "type": str(error.get("type", "")),
-                "message": _VALIDATION_ZH.get(str(error.get("type")), "值无效"),
-                "message_en": str(error.get("msg", "")),
-                **({"limits": {k: _jsonable(v) for k, v in error["ctx"].items()}} if error.get("ctx") else {}),
+                "message": message,
+                "message_en": message_en,
+                **({"limits": limits} if limits else {}),
                 **({"position": loc[1]} if json_error and len(loc) > 1 else {}),
             }
         )

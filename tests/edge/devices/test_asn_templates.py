@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from edge.devices.asn_templates import (
     AsnImportRejected,
     AsnTemplate,
     AsnTemplateInvalid,
+    UnitChoice,
     UnknownAsnTemplate,
     check_template_paths,
     convert,
@@ -41,6 +43,13 @@ def problems(template: AsnTemplate, data: bytes) -> list[tuple[str, str | None, 
     assert err.value.code == "asn_import_rejected" and err.value.status == 422
     assert err.value.detail["problems"] == [p.to_dict() for p in err.value.problems]
     return [(p.where, p.field, p.code) for p in err.value.problems]
+
+
+def assert_says_the_same(message: str, message_en: str) -> None:
+    """A Chinese message that is Chinese (no English phrase in it) and names every number the English names."""
+    assert re.search(r"[\u4e00-\u9fff]", message), message
+    assert not re.search(r"[A-Za-z]{2,} [A-Za-z]{2,}", message), message
+    assert set(re.findall(r"\d+", message_en)) <= set(re.findall(r"\d+", message)), (message, message_en)
 
 
 def refused(text: str, name: str = "t") -> list[str]:
@@ -103,11 +112,7 @@ def test_erp_gbk_csv_reads_chinese_headers_units_excel_dates_and_skips_the_total
     )
     template = find_template("erp-gbk-csv")
     assert template.units is not None
-    with pytest.raises(AsnImportRejected) as err:  # 打 (dozen) is not in the template's unit table
-        convert(template, data, today=TODAY)
-    assert [(p.where, p.code) for p in err.value.problems] == [("line 4", "unknown_unit")]
-    assert "打" in err.value.problems[0].message and "箱" in err.value.problems[0].message_en
-    (asn,) = convert(template, data.decode("gbk").replace("打", "瓶").encode("gbk"), today=TODAY)
+    (asn,) = convert(template, data, today=TODAY)
     assert (asn.asn_id, asn.po, asn.ship_date, asn.note) == (
         "DN-0001",
         "PO20261125-000001",
@@ -115,10 +120,16 @@ def test_erp_gbk_csv_reads_chinese_headers_units_excel_dates_and_skips_the_total
         "含冷链",
     )
     assert asn.lines == (
-        AsnLine("6901234567900", 2, unit="case", price_fen=4800),
-        AsnLine("6920000000011", 12, lot="M2611", expiry=date(2026, 12, 2), price_fen=420),
+        AsnLine("6901234567900", 2, unit="箱", price_fen=4800),
+        # 打 (dozen) is not in the table: taken as it is, for the item to have (or not) when it is recorded
+        AsnLine("6920000000011", 12, unit="打", lot="M2611", expiry=date(2026, 12, 2), price_fen=420),
         # 1.5 kg is 1500 g; 12.00 yuan a kilogram is 1.2 fen a gram, rounded once, half up
-        AsnLine("2000001000008", 1500, lot="W1", expiry=date(2026, 12, 3), price_fen=1),
+        AsnLine("2000001000008", 1500, unit="g", lot="W1", expiry=date(2026, 12, 3), price_fen=1),
+    )
+    assert asn.line_units == (
+        UnitChoice("箱", ("箱", "case")),
+        UnitChoice("打", ("打",)),
+        UnitChoice("公斤", ("g",)),
     )
     assert asn.line_sources == ("line 3", "line 4", "line 5")
 
@@ -161,9 +172,10 @@ def test_nested_json_reads_several_shipments_and_places_problems_by_json_path() 
     (asn,) = convert(template, json.dumps(doc).encode(), today=TODAY)
     assert (asn.asn_id, asn.po, asn.where) == ("S-1", "7", "$.shipments[0]")
     assert asn.lines == (
-        AsnLine("6901234567900", 2, unit="case", price_fen=4800),
+        AsnLine("6901234567900", 2, unit="箱", price_fen=4800),
         AsnLine("06920000000011", 12, lot="M2611", expiry=date(2026, 12, 2)),
     )
+    assert asn.line_units == (UnitChoice("CS", ("箱", "case")), UnitChoice("EA", ()))
     assert asn.line_sources == ("$.shipments[0].items[0]", "$.shipments[0].items[1]")
     doc["shipments"][0]["items"][1]["quantity"] = 1.5
     doc["shipments"][0]["items"][0]["sku"] = {}
@@ -187,6 +199,28 @@ def test_nested_json_reads_several_shipments_and_places_problems_by_json_path() 
 )
 def test_broken_json_is_refused_with_its_place(data: bytes, expected: list[Any]) -> None:
     assert problems(find_template("nested-json"), data) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("nested-json", b"{"),
+        ("nested-json", b'{"shipments": [1 2]}'),
+        ("nested-json", b'{"a": "\\x"}'),
+        ("nested-json", b'{"a": 1} x'),
+        ("nested-json", b'{"a": 1, "a": 2}'),
+        ("nested-json", b'{"shipments": [NaN]}'),
+        ("nested-json", b"[" * 100_000),
+        ("nested-json", b'{"shipments": [{"shipmentNo": {}}]}'),
+        ("generic-csv", b'asn_id,po,ship_date,item,qty\nA1,7,2026-11-24,"X1"x,1\n'),
+        ("generic-csv", b'asn_id,po,ship_date,item,qty\nA1,7,2026-11-24,"X1,1\n'),
+    ],
+)
+def test_a_broken_file_is_refused_in_chinese_and_english_alike(name: str, data: bytes) -> None:
+    with pytest.raises(AsnImportRejected) as err:
+        convert(find_template(name), data, today=TODAY)
+    for problem in err.value.problems:
+        assert_says_the_same(problem.message, problem.message_en)
 
 
 def test_every_bad_row_of_a_csv_is_reported_with_its_physical_line() -> None:
@@ -278,6 +312,10 @@ def test_a_minimal_template_loads_with_defaults() -> None:
         (MINIMAL + "json: {asns: '$.a'}\n", "t.yaml:10: a CSV template has no json block"),
         (MINIMAL + "csv: {header_row: 0}\n", "t.yaml:4: id: header_row 0 means no header"),
         (MINIMAL + "units: {箱: {unit: 'a b'}}\n", "t.yaml:10: unit 'a b'"),
+        (MINIMAL + "units: {箱: {unit: [case, 'a b']}}\n", "t.yaml:10: unit 'a b'"),
+        (MINIMAL + "units: {KG: {unit: null, factor: 1000}}\n", "t.yaml:10: KG: a factor converts into one named unit"),
+        (MINIMAL + "units: {KG: {unit: [g, kg], factor: 1000}}\n", "t.yaml:10: KG: a factor converts into one"),
+        (MINIMAL + "units: {KG: {unit: []}}\n", "t.yaml:10: units.KG.unit: [] should be non-empty"),
         (MINIMAL + "units: {1: {unit: case}}\n", "t.yaml:10: keys must be text"),
         (MINIMAL.replace("  id: a", "  id: {column: a, default: today}"), "t.yaml:4: id: default 'today'"),
         ("- a list\n", "t.yaml:1: a template is a YAML mapping"),

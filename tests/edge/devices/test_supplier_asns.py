@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,12 @@ from hypothesis import strategies as st
 
 from edge.bus.event_kinds import device_event_kinds
 from edge.bus.payloads import DecodedEvent, Rejection, decode_event
-from edge.devices.asn import AsnLine, AsnRejected, RecordOutcome
-from edge.devices.asn_templates import AsnImportRejected
+from edge.config import Settings
+from edge.db import connect, migrate
+from edge.demo.catalog import DEFAULT_SEED, ItemSpec, build_catalog
+from edge.demo.seed import seed_demo
+from edge.devices.asn import AsnLine, AsnRecord, AsnRejected, RecordOutcome
+from edge.devices.asn_templates import AsnImportRejected, convert, find_template
 from edge.devices.supplier_asns import (
     AsnSource,
     IncomingAsn,
@@ -35,10 +40,12 @@ from tests.edge.devices.receiving_store import (
     MILK_EXPIRY,
     NOW,
     TODAY,
+    context,
     in_tx,
     open_store,
     post_po,
 )
+from tests.edge.devices.test_asn_templates import assert_says_the_same
 
 SHIP = TODAY - timedelta(days=1)
 
@@ -96,6 +103,24 @@ def test_a_file_is_recorded_whole_or_not_at_all_with_problems_at_its_lines(conn:
     records = in_tx(conn, record_incoming_asns, "sup1", (good,), source, NOW)
     assert [r.asn_id for r in records] == ["F-1"]
     assert conn.execute("SELECT template FROM asn_sources").fetchone()[0] == "generic-csv"
+
+
+def test_every_problem_of_a_refused_asn_says_the_same_in_chinese_and_english(conn: sqlite3.Connection) -> None:
+    po_id, _ = post_po(conn)
+    lines = (
+        AsnLine("", 0, unit="x" * 33, price_fen=-1),
+        AsnLine(MILK_CARTON, 10**8, lot="a b", price_fen=10**10),
+        AsnLine(COLA_CASE, 9),
+        AsnLine("NOPE", 1),
+    )
+    bad = IncomingAsn("A-9", po_id, SHIP, lines, "x" * 501)
+    with pytest.raises(AsnRejected) as err:
+        in_tx(conn, record_incoming_asns, "sup1", (bad,), AsnSource("http"), NOW)
+    codes = {p.code for p in err.value.problems}
+    assert {"invalid_code", "invalid_qty", "invalid_unit", "invalid_price", "invalid_lot", "invalid_note"} <= codes
+    assert {"over_po_remaining", "unknown_item"} <= codes
+    for problem in err.value.problems:
+        assert_says_the_same(problem.message, problem.message_en)
 
 
 def test_the_json_model_takes_the_po_by_id_or_number_but_not_both() -> None:
@@ -218,3 +243,150 @@ def test_any_evt_asn_payload_decodes_to_a_job_or_a_refusal(data: Any, raw: bytes
         assert isinstance(decoded, (DecodedEvent, Rejection))
         if isinstance(decoded, DecodedEvent):
             assert decoded.job is not None and decoded.job.fn is record_device_asn
+
+
+# --- the shipped connector templates on the demo store (箱, 提, 听, 瓶, g / kg / 斤) ------------------------
+
+
+@dataclass(frozen=True)
+class DemoStore:
+    conn: sqlite3.Connection
+    can: ItemSpec  # 听 base, 提 of 6, 箱 of 24
+    bottle: ItemSpec  # 瓶 base, 箱
+    weighed: ItemSpec  # g base, kg and 斤 units, a kilogram barcode; fresh: lot and expiry
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStore]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("demo"))
+    conn = connect(settings.db_path)
+    migrate(conn)
+    seed_demo(conn, settings, context())
+    catalog = build_catalog(DEFAULT_SEED, local_store_id=settings.store_id)
+    can = next(i for i in catalog.items if i.base_unit == "听" and dict(i.units).get("提") == 6)
+    bottle = next(i for i in catalog.items if i.base_unit == "瓶" and "箱" in dict(i.units))
+    weighed = next(i for i in catalog.items if i.base_unit == "g" and "kg" in dict(i.barcodes).values())
+    yield DemoStore(conn, can, bottle, weighed)
+    conn.close()
+
+
+def _barcode(item: ItemSpec, unit: str) -> str:
+    return next(code for code, of in item.barcodes if of == unit)
+
+
+def _demo_po(demo: DemoStore, key: str, *lines: Line) -> str:
+    """A purchase order of the demo store; its number."""
+    supplier = {demo.can.sku: demo.can.supplier, demo.weighed.sku: demo.weighed.supplier}[lines[0].code]
+    return post_po(demo.conn, lines, supplier=supplier, key=key)[1]
+
+
+def _import(demo: DemoStore, supplier: str, template: str, data: bytes) -> list[AsnRecord]:
+    found = convert(find_template(template), data, today=TODAY)
+    incoming = tuple(IncomingAsn.from_file(asn) for asn in found)
+    return in_tx(demo.conn, record_incoming_asns, supplier, incoming, AsnSource("import", template=template), NOW)
+
+
+def _erp_csv(rows: list[str]) -> bytes:
+    head = "发货单,,,,,,,,,\r\n送货单号,采购订单号,发货日期,商品条码,数量,单位,批号,有效期至,含税单价,备注\r\n"
+    return (head + "".join(row + "\r\n" for row in rows)).encode("gbk")
+
+
+def _shipped(record: AsnRecord) -> list[tuple[str, str, int, int]]:
+    return [(line.sku, line.unit, line.qty, line.qty_base) for line in record.lines]
+
+
+def test_erp_gbk_csv_reads_the_demo_store_s_cases_packs_cans_and_bottles(demo: DemoStore) -> None:
+    can, bottle = demo.can, demo.bottle
+    po = _demo_po(demo, "demo-po-erp", Line(can.sku, 480), Line(bottle.sku, 240))
+    ship = SHIP.strftime("%Y/%m/%d")
+    rows = [
+        f"DN-B-22,{po},{ship},{can.barcode},2,箱,,,72.00,",  # the piece barcode, in cases
+        f",,,{_barcode(can, '箱')},1,件,,,,",  # 件: a whole case
+        f",,,{can.barcode},3,提,,,,",
+        f",,,{can.barcode},5,听,,,,",
+        f",,,{_barcode(bottle, '箱')},10,瓶,,,,",  # a case barcode, but the file says bottles
+        f",,,{bottle.barcode},4,桶,,,,",  # not listed, not the item's: refused with the item's units
+    ]
+    with pytest.raises(AsnImportRejected) as err:
+        _import(demo, can.supplier, "erp-gbk-csv", _erp_csv(rows))
+    (problem,) = err.value.problems
+    assert (problem.where, problem.code, problem.asn_line) == ("line 8", "unknown_unit", 6)
+    assert "桶" in problem.message and "瓶, 箱" in problem.message and "瓶, 箱" in problem.message_en
+    assert_says_the_same(problem.message, problem.message_en)
+    (record,) = _import(demo, can.supplier, "erp-gbk-csv", _erp_csv(rows[:-1]))
+    assert _shipped(record) == [
+        (can.sku, "箱", 2, 48),
+        (can.sku, "箱", 1, 24),
+        (can.sku, "提", 3, 18),
+        (can.sku, "听", 5, 5),
+        (bottle.sku, "瓶", 10, 10),
+    ]
+    assert record.lines[0].price_fen == 7200
+
+
+def test_erp_gbk_csv_converts_kilograms_and_jin_to_grams_once(demo: DemoStore) -> None:
+    meat = demo.weighed
+    po = _demo_po(demo, "demo-po-weighed", Line(meat.sku, 20_000))
+    ship, expiry = SHIP.strftime("%Y/%m/%d"), (SHIP + timedelta(days=3)).strftime("%Y%m%d")
+    rows = [
+        f"DN-F-01,{po},{ship},{_barcode(meat, 'kg')},2,公斤,P1,{expiry},36.00,",  # the kilogram barcode
+        f",,,{_barcode(meat, 'g')},1.5,千克,P1,{expiry},,",  # the gram barcode
+        f",,,{meat.sku},3,斤,P1,{expiry},,",
+        f",,,{_barcode(meat, 'kg')},250,克,P1,{expiry},,",
+    ]
+    (record,) = _import(demo, meat.supplier, "erp-gbk-csv", _erp_csv(rows))
+    assert _shipped(record) == [
+        (meat.sku, "g", 2000, 2000),
+        (meat.sku, "g", 1500, 1500),
+        (meat.sku, "g", 1500, 1500),
+        (meat.sku, "g", 250, 250),
+    ]
+    assert record.lines[0].price_fen == 4  # 36.00 yuan a kilogram: 3.6 fen a gram, rounded once
+
+
+def test_nested_json_and_generic_csv_read_the_demo_store_s_units(demo: DemoStore) -> None:
+    can, bottle, meat = demo.can, demo.bottle, demo.weighed
+    po = _demo_po(demo, "demo-po-json", Line(can.sku, 480), Line(bottle.sku, 240))
+    items = [
+        {"sku": {"gtin": "0" + can.barcode}, "quantity": 2, "uom": "CS", "unitPriceFen": 7200},
+        {"sku": {"gtin": can.barcode}, "quantity": 4, "uom": "PK"},
+        {"sku": {"gtin": _barcode(bottle, "箱")}, "quantity": 1, "uom": "EA"},  # each: the code's unit, a case
+        {"sku": {"gtin": bottle.barcode}, "quantity": 6, "uom": "BT"},
+        {"sku": {"gtin": can.barcode}, "quantity": 7, "uom": "听"},  # the store's own unit passes through
+    ]
+    doc = {
+        "shipments": [
+            {"shipmentNo": "J-DEMO-1", "order": {"poNumber": po}, "shipDate": SHIP.isoformat(), "items": items}
+        ]
+    }
+    (record,) = _import(demo, can.supplier, "nested-json", json.dumps(doc, ensure_ascii=False).encode())
+    assert _shipped(record) == [
+        (can.sku, "箱", 2, 48),
+        (can.sku, "提", 4, 24),
+        (bottle.sku, "箱", 1, 24),
+        (bottle.sku, "瓶", 6, 6),
+        (can.sku, "听", 7, 7),
+    ]
+    csv_po = _demo_po(demo, "demo-po-csv", Line(can.sku, 480))
+    text = (
+        "asn_id,po,ship_date,item,qty,unit\n"
+        f"C-DEMO-1,{csv_po},{SHIP.isoformat()},{can.barcode},2,case\n"
+        f",,,{can.barcode},3,提\n"
+        f",,,{can.barcode},5,CAN\n"
+        f",,,{_barcode(can, '箱')},1,\n"
+    )
+    (record,) = _import(demo, can.supplier, "generic-csv", text.encode())
+    assert _shipped(record) == [
+        (can.sku, "箱", 2, 48),
+        (can.sku, "提", 3, 18),
+        (can.sku, "听", 5, 5),
+        (can.sku, "箱", 1, 24),
+    ]
+    meat_po = _demo_po(demo, "demo-po-csv-kg", Line(meat.sku, 5000))
+    expiry = (SHIP + timedelta(days=3)).isoformat()
+    weighed = (
+        "asn_id,po,ship_date,item,qty,unit,lot,expiry\n"
+        f"C-DEMO-2,{meat_po},{SHIP.isoformat()},{_barcode(meat, 'kg')},2.5,kg,P1,{expiry}\n"
+    )
+    (record,) = _import(demo, meat.supplier, "generic-csv", weighed.encode())
+    assert _shipped(record) == [(meat.sku, "g", 2500, 2500)]

@@ -109,7 +109,9 @@ def test_keys_are_for_known_suppliers_with_printable_labels(conn: sqlite3.Connec
 
 def test_rotation_without_grace_stops_the_old_key_at_once(conn: sqlite3.Connection) -> None:
     old_id, old = issue(conn, scopes=["supplier:asns:write"], label="erp")
-    new = in_tx(conn, rotate_api_keys, "sup1", now=NOW, actor="tester")
+    (rotated,) = in_tx(conn, rotate_api_keys, "sup1", now=NOW, actor="tester")
+    new = rotated.issued
+    assert rotated.replaces == old_id
     assert authenticate_api_key(conn, old, NOW) is None
     caller = authenticate_api_key(conn, new.key, NOW)
     assert caller is not None and caller.scopes == {"supplier:asns:write", "supplier:profile:read"}
@@ -120,12 +122,46 @@ def test_rotation_without_grace_stops_the_old_key_at_once(conn: sqlite3.Connecti
 
 def test_rotation_with_grace_keeps_the_old_key_until_it_ends(conn: sqlite3.Connection) -> None:
     _, old = issue(conn)
-    new = in_tx(conn, rotate_api_keys, "sup1", now=NOW, actor="tester", grace=timedelta(hours=1))
+    (rotated,) = in_tx(conn, rotate_api_keys, "sup1", now=NOW, actor="tester", grace=timedelta(hours=1))
+    new = rotated.issued
     assert authenticate_api_key(conn, old, NOW + timedelta(minutes=59)) is not None
     assert authenticate_api_key(conn, old, NOW + timedelta(hours=1)) is None
     assert authenticate_api_key(conn, new.key, NOW + timedelta(days=400)) is not None
     with pytest.raises(InvalidKeyInput):
         in_tx(conn, rotate_api_keys, "sup1", now=NOW, actor="tester", grace=timedelta(days=31))
+
+
+def test_rotating_all_keys_rotates_each_with_its_own_label_and_scopes(conn: sqlite3.Connection) -> None:
+    full_id, full = issue(conn, label="our ERP")
+    ro_id, ro = issue(conn, label="ro", scopes=["supplier:purchase_orders:read", "supplier:asns:read"])
+    rotated = in_tx(conn, rotate_api_keys, "sup1", now=NOW, actor="tester", grace=timedelta(hours=1))
+    assert [r.replaces for r in rotated] == [full_id, ro_id]
+    new_full, new_ro = (r.issued for r in rotated)
+    assert (new_full.info.label, new_full.info.scopes) == ("our ERP", SUPPLIER_PERMISSIONS)
+    assert (new_ro.info.label, set(new_ro.info.scopes)) == (
+        "ro",
+        {"supplier:profile:read", "supplier:purchase_orders:read", "supplier:asns:read"},
+    )
+    caller = authenticate_api_key(conn, new_ro.key, NOW)
+    assert caller is not None and "supplier:asns:write" not in caller.scopes
+    replaced = {k.key_id: k.replaced_by for k in list_api_keys(conn, "sup1")}
+    assert (replaced[full_id], replaced[ro_id]) == (new_full.info.key_id, new_ro.info.key_id)
+    # Rotating again within the grace period rotates the new keys, not the old ones on their way out.
+    again = in_tx(conn, rotate_api_keys, "sup1", now=NOW, actor="tester")
+    assert [r.replaces for r in again] == [new_full.info.key_id, new_ro.info.key_id]
+    assert authenticate_api_key(conn, full, NOW) is not None and authenticate_api_key(conn, ro, NOW) is not None
+
+
+def test_rotating_one_key_leaves_the_others_and_a_replaced_key_names_its_successor(conn: sqlite3.Connection) -> None:
+    full_id, full = issue(conn, label="our ERP")
+    ro_id, _ = issue(conn, label="ro", scopes=["supplier:asns:read"])
+    (rotated,) = in_tx(conn, rotate_api_keys, "sup1", now=NOW, actor="tester", key_id=ro_id, grace=timedelta(hours=1))
+    assert rotated.replaces == ro_id and rotated.issued.info.label == "ro"
+    assert authenticate_api_key(conn, full, NOW) is not None
+    assert {k.key_id: k.replaced_by for k in list_api_keys(conn, "sup1")}[full_id] is None
+    with pytest.raises(InvalidKeyInput) as err:
+        in_tx(conn, rotate_api_keys, "sup1", now=NOW, actor="tester", key_id=ro_id)
+    assert err.value.detail["replaced_by"] == rotated.issued.info.key_id
 
 
 def test_revoking_one_key_leaves_the_others(conn: sqlite3.Connection) -> None:
@@ -204,13 +240,24 @@ def test_the_cli_creates_rotates_lists_and_revokes_keys_and_links_devices(tmp_pa
     assert created.exit_code == 0, created.output
     issued = json.loads(created.stdout.splitlines()[0])
     assert issued["scopes"] == ["supplier:profile:read", "supplier:asns:write"] and issued["api_key"].startswith("sbk_")
+    ro = json.loads(
+        cli("supplier", "api-key", "create", "sup1", "--scope", "supplier:asns:read", "--label", "ro").stdout
+    )
     rotated = cli("supplier", "api-key", "rotate", "sup1", "--grace-minutes", "30")
     assert rotated.exit_code == 0, rotated.output
-    new = json.loads(rotated.stdout.splitlines()[0])
+    new, new_ro = (json.loads(line) for line in rotated.stdout.splitlines())
+    assert (new["replaces"], new["label"], new["scopes"]) == (issued["key_id"], "ERP", issued["scopes"])
+    assert (new_ro["replaces"], new_ro["label"], new_ro["scopes"]) == (ro["key_id"], "ro", ro["scopes"])
     listed = [json.loads(line) for line in cli("supplier", "api-key", "list", "sup1").stdout.splitlines()]
     assert [(k["key_id"], k["active"], k["replaced_by"]) for k in listed] == [
         (issued["key_id"], True, new["key_id"]),
+        (ro["key_id"], True, new_ro["key_id"]),
         (new["key_id"], True, None),
+        (new_ro["key_id"], True, None),
+    ]
+    one = cli("supplier", "api-key", "rotate", "sup1", "--key", new_ro["key_id"])
+    assert one.exit_code == 0 and [json.loads(line)["replaces"] for line in one.stdout.splitlines()] == [
+        new_ro["key_id"]
     ]
     assert all("api_key" not in k and "secret_sha256" not in k for k in listed)
     revoked = cli("supplier", "api-key", "revoke", "sup1", "--key", new["key_id"])

@@ -26,6 +26,7 @@ from edge.ledger.posting import PostingContext
 from edge.security.devices import create_device
 from edge.web.api import create_api
 from edge.web.routes.supplier_portal import supplier_openapi
+from tests.edge.devices.test_asn_templates import assert_says_the_same
 from tests.edge.web.apibox import COLA_CASE, COLA_PIECE, MILK_BARCODE, Box, Clock, assert_error_shape, build_deps
 
 pytestmark = pytest.mark.anyio
@@ -249,7 +250,7 @@ async def test_a_refused_asn_lists_every_problem_with_its_line_and_records_nothi
     body = asn(
         po["document_id"],
         lines=[
-            {"code": "6900000000000", "qty": 1},
+            {"code": "6900000000007", "qty": 1},
             {"code": MILK_BARCODE, "qty": 2},
             {"code": COLA_PIECE, "qty": 97},
             {"code": "RICE", "qty": 1},
@@ -281,6 +282,34 @@ async def test_bad_json_is_a_validation_error_naming_the_line_index(po: dict[str
     assert error["field"] == "lines[1].qty"
     for garbage in ([], "x", {"asn_id": "a b"}, {**body, "extra": 1}):
         assert (await sup1.send(garbage)).status_code == 422
+
+
+async def test_every_validation_problem_of_an_asn_says_the_same_in_chinese_and_english(
+    po: dict[str, Any], sup1: Supplier
+) -> None:
+    body = asn(po["document_id"], ship_date="2024-13-01", note="x" * 501)
+    body["lines"][1]["expiry"] = "2024-02-30"
+    body["lines"][0]["qty"] = 0
+    body["lines"][0]["lot"] = "a b"
+    response = await sup1.send(body)
+    assert response.status_code == 422
+    error = assert_error_shape(response)
+    found = {p["field"]: (p["message"], p["message_en"]) for p in error["detail"]["errors"]}
+    assert found["ship_date"] == ("月份必须在 1 到 12 之间", "month must be 1 to 12")
+    assert found["lines[1].expiry"] == ("2024-02 的日期必须在 1 到 29 之间", "day must be 1 to 29 in 2024-02")
+    assert set(found) == {"ship_date", "note", "lines[0].qty", "lines[0].lot", "lines[1].expiry"}
+    for message, message_en in found.values():
+        assert_says_the_same(message, message_en)
+    assert_says_the_same(error["message"].split("字段 ", 1)[1], error["message_en"].split("field ", 1)[1])
+    both = asn(po["document_id"], po_no=po["doc_no"])
+    (problem,) = assert_error_shape(await sup1.send(both))["detail"]["errors"]
+    assert problem["message"].startswith("采购订单请用 po_id") and "limits" not in problem
+    assert_says_the_same(problem["message"], problem["message_en"])
+    for ship_date in ("2024-6-1", "0000-01-01", 20240601):
+        (problem,) = assert_error_shape(await sup1.send(asn(po["document_id"], ship_date=ship_date)))["detail"][
+            "errors"
+        ]
+        assert_says_the_same(problem["message"], problem["message_en"])
 
 
 async def test_another_supplier_s_asn_and_po_are_not_found(
