@@ -25,11 +25,21 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from edge.bus.event_kinds import decode_options, device_event_kinds
-from edge.bus.payloads import Ack, DecodedEvent, JobOutcome, RejectCode, Rejection, decode_event, event_key
+from edge.bus.payloads import (
+    Ack,
+    DecodedEvent,
+    JobOutcome,
+    RejectCode,
+    Rejection,
+    TemperatureReading,
+    decode_event,
+    event_key,
+)
 from edge.bus.storage import DeadLetter, insert_dead_letters, insert_readings, run_event_job
 from edge.bus.topics import ack_topic, stock_topic
 from edge.config import Settings
 from edge.ledger.commands import Command, PostResult
+from edge.ledger.errors import UnknownLocation
 from edge.security.devices import touch_device
 from edge.writer import LedgerWriter
 
@@ -224,10 +234,10 @@ class IngestConsumer:
         letters = [_dead_letter(batch[i], o, received_at) for i, o in enumerate(outcomes) if isinstance(o, Rejection)]
 
         # Submitted together, so postings, readings, dead letters and last-seen share one group commit.
-        posted, job_outcomes, readings_ok, _, _ = await asyncio.gather(
+        posted, job_outcomes, refused_readings, _, _ = await asyncio.gather(
             self._post([o.command for _, o in posting if o.command]),
             self._run_jobs([o for _, o in jobs]),
-            self._write(insert_readings, readings, received_at) if readings else _nothing(),
+            self._store_readings(readings, received_at),
             self._write(insert_dead_letters, letters) if letters else _nothing(),
             self._touch(batch),
         )
@@ -248,7 +258,16 @@ class IngestConsumer:
             if isinstance(outcome, Rejection):
                 acks[i] = Ack.for_rejection(outcome)
             elif outcome.reading is not None and acks[i] is None:
-                acks[i] = Ack.stored(outcome.event_id) if readings_ok else Ack.unavailable(outcome.event_id)
+                if refused_readings is None:
+                    acks[i] = Ack.unavailable(outcome.event_id)
+                elif outcome.reading in refused_readings:
+                    # Names a room the box does not know: stored it would belong to no room and raise no alarm.
+                    refusal = UnknownLocation(outcome.reading.location or "")
+                    refused = Ack(outcome.event_id, False, refusal.code, refusal.message, refusal.message_en)
+                    acks[i] = refused
+                    later.append(_reading_dead_letter(batch[i], refused, received_at))
+                else:
+                    acks[i] = Ack.stored(outcome.event_id)
         if later:
             # Kept before the ack goes out, so whoever sees the failed ack also finds the dead letter.
             await self._write(insert_dead_letters, later)
@@ -294,6 +313,18 @@ class IngestConsumer:
                 return None
 
         return list(await asyncio.gather(*(one(e) for e in decoded)))
+
+    async def _store_readings(
+        self, readings: Sequence[TemperatureReading], received_at: datetime
+    ) -> set[TemperatureReading] | None:
+        """Store the batch's readings; the ones refused (unknown location), or None when the write failed."""
+        if not readings:
+            return set()
+        try:
+            return set(await self._writer.execute(insert_readings, readings, received_at))
+        except Exception:
+            log.exception("ingest write insert_readings failed")
+            return None
 
     async def _write(self, fn: Callable[..., object], *args: object) -> bool:
         try:
@@ -343,6 +374,19 @@ def _dead_letter(event: DeviceEvent, rejection: Rejection, received_at: datetime
         reason_code=rejection.code,
         reason=rejection.message,
         reason_en=rejection.message_en,
+    )
+
+
+def _reading_dead_letter(event: DeviceEvent, ack: Ack, received_at: datetime) -> DeadLetter:
+    return DeadLetter(
+        received_at=received_at,
+        device=event.device,
+        topic=event.topic,
+        event_id=ack.id,
+        payload=event.payload,
+        reason_code=ack.code,
+        reason=ack.message,
+        reason_en=ack.message_en,
     )
 
 

@@ -2,7 +2,8 @@
 
 An event is JSON `{"id": <client-generated unique id>, "ts": <RFC 3339>, "data": {...}}` published on
 `storebox/<store>/dev/<device>/evt/<kind>`. `decode_event` turns raw bytes into either a `DecodedEvent`
-(a ledger command, or a sensor reading) or a `Rejection` with a stable code; it never raises.
+(a ledger command, or a sensor reading) or a `Rejection` with a stable code; it never raises. Every refusal
+says why in Chinese (`message`) and in English (`message_en`): checks raise `EventDataError` with both.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -69,15 +70,47 @@ class RejectCode(StrEnum):
     NOT_JSON = "not_json"
     INVALID_ENVELOPE = "invalid_envelope"
     INVALID_DATA = "invalid_data"
+    EXPIRED = "expired"  # a receive scan of goods whose expiry is before the event's date
     UNKNOWN_KIND = "unknown_kind"
     INTERNAL_ERROR = "internal_error"
+
+
+class EventDataError(DomainError, ValueError):
+    """Data of a device event that cannot be taken as sent, with the reason in Chinese and English.
+
+    Also a ValueError, so that pydantic keeps it (with both messages) as the cause of a validation error, and
+    `decode_event` answers with its `code` (`invalid_data` unless a subclass says otherwise).
+    """
+
+    code: ClassVar[str] = RejectCode.INVALID_DATA.value
+    status: ClassVar[int] = 422
+
+
+class ExpiredOnReceipt(EventDataError):
+    """Goods scanned to receive whose expiry is before the event's date (扫码入库: 已过期的批次不能入库)."""
+
+    code = RejectCode.EXPIRED.value
+
+    def __init__(self, item: str, lot: str | None, expiry: date, on: date) -> None:
+        batch, batch_en = (f" 批次 {lot}", f" lot {lot}") if lot else ("", "")
+        super().__init__(
+            f"已过期, 不能入库: 商品 {item}{batch} 有效期至 {expiry}, 早于 {on}",
+            f"expired goods cannot be received: item {item}{batch_en} expired {expiry}, before {on}",
+            item=item,
+            lot=lot,
+            expiry=expiry.isoformat(),
+            date=on.isoformat(),
+        )
 
 
 def _parse_rfc3339(value: object) -> datetime:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value
     if not isinstance(value, str) or (match := _RFC3339.fullmatch(value)) is None:
-        raise ValueError("must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T09:30:00+08:00")
+        raise EventDataError(
+            "须为带时区的 RFC 3339 时间, 例如 2024-05-01T09:30:00+08:00",
+            "must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T09:30:00+08:00",
+        )
     text = value.upper()
     if match.group(1) and len(match.group(1)) > 6:  # datetime keeps microseconds
         text = text[: match.start(1) + 6] + text[match.end(1) :]
@@ -88,8 +121,11 @@ def _parse_date(value: object) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        raise ValueError("must be a date YYYY-MM-DD")
-    return date.fromisoformat(value)
+        raise EventDataError("须为日期 YYYY-MM-DD", "must be a date YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise EventDataError(f"{value} 不是有效日期", f"{value} is not a date") from None
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_parse_rfc3339)]
@@ -127,10 +163,11 @@ class SaleLine(_Strict):
 
 
 class SaleData(_Strict):
-    """`evt/sale` from a POS: one ticket."""
+    """`evt/sale` from a POS: one ticket, sold from one location (default the sales floor)."""
 
     lines: Annotated[list[SaleLine], Field(min_length=1, max_length=MAX_SALE_LINES)]
     payment: Annotated[Payment, Field(strict=False)] | None = None
+    location: LedgerCode | None = None  # e.g. "cold" for weighed goods kept in the cold room
 
 
 class ScanData(_Strict):
@@ -151,22 +188,34 @@ class ScanData(_Strict):
     @model_validator(mode="after")
     def _fits_mode(self) -> ScanData:
         if self.mode is not ScanMode.COUNT and self.qty == 0:
-            raise ValueError("qty must be greater than 0 (only a count may be 0)")
+            raise EventDataError(
+                "qty 须大于 0 (只有盘点 count 可以为 0)", "qty must be greater than 0 (only a count may be 0)"
+            )
         if self.scale is not None and self.qty is not None:
-            raise ValueError("send either qty or scale (the scale's weight is the quantity), not both")
+            raise EventDataError(
+                "qty 和 scale 只能发送一个 (秤的重量就是数量)",
+                "send either qty or scale (the scale's weight is the quantity), not both",
+            )
         if self.mode is ScanMode.RETURN:
             reason = return_reason(self.reason)
             if reason is None:
                 allowed = ", ".join([*ReturnReason, *RETURN_REASON_ALIASES])
-                raise ValueError(f"mode return needs a reason, one of: {allowed}")
+                raise EventDataError(
+                    f"退货 (return) 须填写原因 reason, 可选: {allowed}",
+                    f"mode return needs a reason, one of: {allowed}",
+                )
             if reason is ReturnReason.OTHER and not self.reason_text:
-                raise ValueError("reason other needs reason_text")
+                raise EventDataError("原因为其他 (other) 时须填写 reason_text", "reason other needs reason_text")
         elif self.reason is not None or self.reason_text is not None:
-            raise ValueError("reason and reason_text are for mode return only")
+            raise EventDataError(
+                "reason 和 reason_text 只用于退货 (return)", "reason and reason_text are for mode return only"
+            )
         if self.mode is not ScanMode.RECEIVE and (self.expiry is not None or self.supplier is not None):
-            raise ValueError("expiry and supplier are for mode receive only")
+            raise EventDataError(
+                "expiry 和 supplier 只用于扫码入库 (receive)", "expiry and supplier are for mode receive only"
+            )
         if self.mode is ScanMode.COUNT and self.price_fen is not None:
-            raise ValueError("price_fen is not for mode count")
+            raise EventDataError("盘点 (count) 不接受 price_fen", "price_fen is not for mode count")
         return self
 
 
@@ -274,29 +323,45 @@ def scanned_line(
     counting: bool = False,
     where: str = "",
 ) -> Line:
-    """The ledger line for a scanned code and what the device sent with it; ValueError when they disagree.
+    """The ledger line for a scanned code and what the device sent with it; EventDataError when they disagree.
 
     For a code that carries its own quantity (weight or count) `qty` counts packages of it (default 1);
     otherwise `qty` is the quantity (default `default_qty`; None: required). `with_amount` takes the amount a
     code carries as the line's total (sales and returns: what the customer paid; not for receipts or counts).
     """
+    shown = repr(reading.raw[:40])
     if reading.carries_quantity:
         packages = 1 if qty is None else qty
         line_qty = reading.quantity(packages)
         assert line_qty is not None
         if line_qty == 0 and not counting:
-            raise ValueError(f"{where}code {reading.raw[:40]!r} carries a quantity of 0")
+            raise EventDataError(
+                f"{where}条码 {shown} 的数量为 0, 不能过账 (只有盘点可以为 0)",
+                f"{where}code {shown} carries a quantity of 0",
+            )
     else:
         if qty is None and default_qty is None:
-            raise ValueError(f"{where}qty is required (the code carries no weight or count)")
+            raise EventDataError(
+                f"{where}须填写 qty (条码中没有重量或数量)",
+                f"{where}qty is required (the code carries no weight or count)",
+            )
         packages = line_qty = qty if qty is not None else default_qty or 0
     if lot is not None and reading.lot is not None and lot != reading.lot:
-        raise ValueError(f"{where}lot {lot!r} differs from lot {reading.lot!r} in the code")
+        raise EventDataError(
+            f"{where}批号 {lot!r} 与条码中的批号 {reading.lot!r} 不一致",
+            f"{where}lot {lot!r} differs from lot {reading.lot!r} in the code",
+        )
     if expiry is not None and reading.expiry is not None and expiry != reading.expiry:
-        raise ValueError(f"{where}expiry {expiry} differs from expiry {reading.expiry} in the code")
+        raise EventDataError(
+            f"{where}有效期 {expiry} 与条码中的有效期 {reading.expiry} 不一致",
+            f"{where}expiry {expiry} differs from expiry {reading.expiry} in the code",
+        )
     amount = reading.amount(packages) if with_amount else None
     if amount is not None and price_fen is not None:
-        raise ValueError(f"{where}price_fen cannot be sent with a code that carries its amount")
+        raise EventDataError(
+            f"{where}条码已带金额, 不能再发送 price_fen",
+            f"{where}price_fen cannot be sent with a code that carries its amount",
+        )
     return Line(
         code=reading.item_code,
         qty=line_qty,
@@ -318,7 +383,9 @@ def to_command(
 ) -> PostDocument:
     """The ledger command for a validated sale or scan event; its codes read by `interpret_code` with the
     store's label `formats` (a BarcodeError, a ValueError, when a code cannot be read). A scan with `scale`
-    gets quantity 0 here: the writer job of edge.devices.weights puts the scale's weight in."""
+    gets quantity 0 here: the writer job of edge.devices.weights puts the scale's weight in. `today` is the
+    event's date: a receive of goods that expired before it is refused (ExpiredOnReceipt), as the
+    scan-to-receive drafts refuse them."""
     key = event_key(device, event_id)
     if isinstance(data, SaleData):
         readings = [interpret_code(ln.code, formats, today=today) for ln in data.lines]
@@ -334,11 +401,22 @@ def to_command(
             for i, (ln, reading) in enumerate(zip(data.lines, readings, strict=True))
         )
         payment = data.payment.value if data.payment else None
-        return PostDocument(key=key, type=DocType.SALE, lines=lines, payment=payment, actor=device, device=device)
+        return PostDocument(
+            key=key,
+            type=DocType.SALE,
+            lines=lines,
+            location=data.location,
+            payment=payment,
+            actor=device,
+            device=device,
+        )
     receiving = data.mode is ScanMode.RECEIVE
     reading = interpret_code(data.code, formats, today=today)
     if data.scale is not None and reading.carries_quantity:
-        raise ValueError("scale: the code carries its own weight or count; send it without scale")
+        raise EventDataError(
+            "scale: 条码已带重量或数量, 请不带 scale 发送",
+            "scale: the code carries its own weight or count; send it without scale",
+        )
     line = scanned_line(
         reading,
         0 if data.scale is not None else data.qty,
@@ -349,6 +427,8 @@ def to_command(
         with_expiry=receiving,
         counting=data.mode is ScanMode.COUNT or data.scale is not None,
     )
+    if receiving and today is not None and line.expiry is not None and line.expiry < today:
+        raise ExpiredOnReceipt(line.code, line.lot, line.expiry, today)
     doc_type = {
         ScanMode.SALE: DocType.SALE,
         ScanMode.RETURN: DocType.CUSTOMER_RETURN,
@@ -419,25 +499,93 @@ CORE_KINDS: dict[str, KindSpec] = {
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number in JSON")
+    raise EventDataError(f"{name} 在 JSON 中不是数字", f"{name} is not a number in JSON")
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"duplicate key {key[:64]!r}")
+            raise EventDataError(f"键 {key[:64]!r} 重复", f"duplicate key {key[:64]!r}")
         result[key] = value
     return result
 
 
-def _describe(error: ValidationError, prefix: str) -> str:
-    parts = []
+def _json_problem(exc: ValueError | RecursionError) -> tuple[str, str]:
+    """What is wrong with a payload that is not JSON, in Chinese and English."""
+    if isinstance(exc, EventDataError):
+        return exc.message, exc.message_en
+    if isinstance(exc, json.JSONDecodeError):
+        return f"第 {exc.lineno} 行第 {exc.colno} 列有误", str(exc)[:200]
+    if isinstance(exc, RecursionError):
+        return "嵌套层数过多", "nested too deeply"
+    return "无法解析", str(exc)[:200] or type(exc).__name__
+
+
+# Pydantic's error types in Chinese ({...}: the error's context); an error raised as EventDataError says its
+# own Chinese. The English is pydantic's message.
+_ZH_ERRORS = {
+    "missing": "缺少此字段",
+    "extra_forbidden": "不接受此字段 (拼写错误?)",
+    "int_type": "须为整数",
+    "int_parsing": "须为整数",
+    "int_from_float": "须为整数",
+    "float_type": "须为数字",
+    "float_parsing": "须为数字",
+    "finite_number": "须为有限的数字",
+    "bool_type": "须为 true 或 false",
+    "bool_parsing": "须为 true 或 false",
+    "string_type": "须为字符串",
+    "dict_type": "须为 JSON 对象",
+    "model_type": "须为 JSON 对象",
+    "model_attributes_type": "须为 JSON 对象",
+    "list_type": "须为数组",
+    "greater_than": "须大于 {gt}",
+    "greater_than_equal": "须不小于 {ge}",
+    "less_than": "须小于 {lt}",
+    "less_than_equal": "须不大于 {le}",
+    "too_short": "至少 {min_length} 项",
+    "too_long": "至多 {max_length} 项",
+    "string_too_short": "至少 {min_length} 个字符",
+    "string_too_long": "至多 {max_length} 个字符",
+    "string_pattern_mismatch": "格式不符 (须匹配 {pattern})",
+    "enum": "须为其中之一: {expected}",
+    "literal_error": "须为其中之一: {expected}",
+    "date_type": "须为日期 YYYY-MM-DD",
+    "datetime_type": "须为带时区的 RFC 3339 时间",
+}
+
+
+def _zh_error(item: Mapping[str, Any]) -> str:
+    context = item.get("ctx") or {}
+    cause = context.get("error")
+    if isinstance(cause, DomainError):
+        return cause.message
+    template = _ZH_ERRORS.get(item["type"])
+    if template is None:
+        return f"值无效 ({item['type']})"
+    shown = _Context({key: str(value).replace(" or ", ", ") for key, value in context.items()})
+    return template.format_map(shown)
+
+
+class _Context(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _describe(error: ValidationError, prefix: str) -> tuple[str, str]:
+    """The first errors of `error`, in Chinese and in English, each with where it is (`data.lines.0.qty`)."""
+    zh, en = [], []
     for item in error.errors()[:3]:
         where = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
-        parts.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
-    more = error.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+        context = item.get("ctx") or {}
+        cause = context.get("error")
+        text_en = cause.message_en if isinstance(cause, DomainError) else str(item["msg"])
+        zh.append(f"{where}: {_zh_error(item)}" if where else _zh_error(item))
+        en.append(f"{where}: {text_en}" if where else text_en)
+    more = error.error_count() - len(en)
+    tail_zh, tail_en = (f" (另有 {more} 处)", f" (+{more} more)") if more > 0 else ("", "")
+    return "; ".join(zh) + tail_zh, "; ".join(en) + tail_en
 
 
 def recover_event_id(payload: bytes) -> str | None:
@@ -481,8 +629,10 @@ def decode_event(
     try:
         raw = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
     except (ValueError, RecursionError) as exc:
-        detail = str(exc)[:200] or type(exc).__name__
-        return Rejection(RejectCode.NOT_JSON, f"事件不是有效的 JSON: {detail}", f"event is not valid JSON: {detail}")
+        detail_zh, detail_en = _json_problem(exc)
+        return Rejection(
+            RejectCode.NOT_JSON, f"事件不是有效的 JSON: {detail_zh}", f"event is not valid JSON: {detail_en}"
+        )
     event_id = raw.get("id") if isinstance(raw, dict) else None
     event_id = event_id if isinstance(event_id, str) and _EVENT_ID.fullmatch(event_id) else None
     spec = known_kinds.get(kind)
@@ -497,28 +647,27 @@ def decode_event(
     try:
         envelope = EventEnvelope.model_validate(raw)
     except ValidationError as exc:
-        detail = _describe(exc, "")
+        detail_zh, detail_en = _describe(exc, "")
         return Rejection(
             RejectCode.INVALID_ENVELOPE,
-            f"事件格式错误 (需要 id, ts, data): {detail}",
-            f"event has the wrong shape (needs id, ts, data): {detail}",
+            f"事件格式错误 (需要 id, ts, data): {detail_zh}",
+            f"event has the wrong shape (needs id, ts, data): {detail_en}",
             event_id,
         )
     try:
         data = spec.model.model_validate(envelope.data)
         made = spec.handle(device, envelope, data, options)
     except ValidationError as exc:
-        detail = _describe(exc, "data")
-        return _invalid_data(kind, detail, envelope.id)
+        detail_zh, detail_en = _describe(exc, "data")
+        return _invalid_data(kind, detail_zh, detail_en, envelope.id)
+    except EventDataError as exc:
+        if exc.code != RejectCode.INVALID_DATA:  # a refusal with a code of its own (expired): as it is
+            return Rejection(exc.code, exc.message[:400], exc.message_en[:400], envelope.id)
+        return _invalid_data(kind, exc.message[:300], exc.message_en[:300], envelope.id)
     except DomainError as exc:  # e.g. a barcode that cannot be read: its own Chinese and English reason
-        return Rejection(
-            RejectCode.INVALID_DATA,
-            f"{kind} 事件数据错误: {exc.message}"[:400],
-            f"invalid {kind} event data: {exc.message_en}"[:400],
-            envelope.id,
-        )
-    except ValueError as exc:
-        return _invalid_data(kind, str(exc)[:300], envelope.id)
+        return _invalid_data(kind, exc.message[:300], exc.message_en[:300], envelope.id)
+    except ValueError as exc:  # another kind's check that says it in English only
+        return _invalid_data(kind, str(exc)[:300], str(exc)[:300], envelope.id)
     if isinstance(made, TemperatureReading):
         return DecodedEvent(device, envelope.id, kind, envelope.ts, reading=made)
     if isinstance(made, WriterJob):
@@ -526,11 +675,11 @@ def decode_event(
     return DecodedEvent(device, envelope.id, kind, envelope.ts, command=made)
 
 
-def _invalid_data(kind: str, detail: str, event_id: str) -> Rejection:
+def _invalid_data(kind: str, detail: str, detail_en: str, event_id: str) -> Rejection:
     return Rejection(
         RejectCode.INVALID_DATA,
         f"{kind} 事件数据错误: {detail}",
-        f"invalid {kind} event data: {detail}",
+        f"invalid {kind} event data: {detail_en}",
         event_id,
     )
 

@@ -88,13 +88,24 @@ def list_dead_letters(
     return result
 
 
-def insert_readings(conn: sqlite3.Connection, readings: Sequence[TemperatureReading], received_at: datetime) -> int:
-    """Store temperature readings; a resent event id (same device) is kept once. Return rows added.
+def insert_readings(
+    conn: sqlite3.Connection, readings: Sequence[TemperatureReading], received_at: datetime
+) -> list[TemperatureReading]:
+    """Store temperature readings; a resent event id (same device) is kept once. Return those refused.
 
-    A reading without a location belongs to the room its sensor is placed in (`devices.location`). The cold
-    chain (edge/devices/cold_chain.py) takes the stored readings into rollups and excursions after the commit.
+    A reading without a location belongs to the room its sensor is placed in (`devices.location`). A reading
+    naming a location the box does not know belongs to no room and could raise no alarm: it is refused (not
+    stored), and the ingest answers it `unknown_location` and keeps it as a dead letter. The cold chain
+    (edge/devices/cold_chain.py) takes the stored readings into rollups and excursions after the commit.
     """
-    before = conn.total_changes
+    named = sorted({r.location for r in readings if r.location is not None})
+    known = {
+        row[0]
+        for row in conn.execute(
+            "SELECT code FROM locations WHERE code IN (SELECT value FROM json_each(?))", (json.dumps(named),)
+        )
+    }
+    refused = [r for r in readings if r.location is not None and r.location not in known]
     conn.executemany(
         "INSERT OR IGNORE INTO sensor_readings (device, event_id, ts, ts_utc, received_at, location, milli_celsius)"
         " VALUES (?, ?, ?, ?, ?, COALESCE(?, (SELECT location FROM devices WHERE id = ?)), ?)",
@@ -110,9 +121,10 @@ def insert_readings(conn: sqlite3.Connection, readings: Sequence[TemperatureRead
                 r.milli_celsius,
             )
             for r in readings
+            if r.location is None or r.location in known
         ],
     )
-    return conn.total_changes - before
+    return refused
 
 
 def run_event_job(

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from edge.devices.barcodes import gs1_check_digit, is_valid_gtin
 from edge.ledger.errors import DomainError, LedgerError
 from edge.ledger.masterdata import ItemRef, resolve_item
 
@@ -354,7 +355,9 @@ def record_asn(conn: sqlite3.Connection, supplier: str, asn: AsnInput, now: date
         problems.append(AsnProblem(None, "invalid_ship_date", "发货日期无效", "invalid ship date"))
     if asn.note is not None and (not isinstance(asn.note, str) or len(asn.note) > MAX_NOTE):
         problems.append(
-            AsnProblem(None, "invalid_note", f"备注过长 (最多 {MAX_NOTE} 字)", f"note longer than {MAX_NOTE}")
+            AsnProblem(
+                None, "invalid_note", f"备注过长 (最多 {MAX_NOTE} 字)", f"note longer than {MAX_NOTE} characters"
+            )
         )
     if not asn.lines:
         problems.append(AsnProblem(None, "no_lines", "发货通知至少需要一行", "an ASN needs at least one line"))
@@ -584,19 +587,32 @@ def _resolve_lines(
 def _check_line(no: int, line: AsnLine, problems: list[AsnProblem]) -> None:
     if not isinstance(line.code, str) or not 1 <= len(line.code) <= 64:
         problems.append(
-            AsnProblem(no, "invalid_code", "商品编码无效 (1 至 64 字符)", "item code must be 1..64 characters")
+            AsnProblem(no, "invalid_code", "商品编码无效 (1 至 64 字符)", "invalid item code (1 to 64 characters)")
+        )
+    elif _is_misread_gtin(line.code):
+        # As every scanned code is read (edge.devices.barcodes): digits of a GTIN's length are a GTIN, checked.
+        expected = gs1_check_digit(line.code[:-1])
+        problems.append(
+            AsnProblem(
+                no,
+                "invalid_code",
+                f"条码 {line.code} 校验位错误 (应为 {expected})",
+                f"barcode {line.code} has a wrong check digit (expected {expected})",
+            )
         )
     if not isinstance(line.qty, int) or isinstance(line.qty, bool) or not 1 <= line.qty <= MAX_QTY:
         problems.append(
             AsnProblem(
                 no,
                 "invalid_qty",
-                f"数量无效: {line.qty!r} (应为 1..{MAX_QTY} 的整数)",
-                f"quantity {line.qty!r} must be an integer 1..{MAX_QTY}",
+                f"数量无效: {line.qty!r} (应为 1 至 {MAX_QTY} 的整数)",
+                f"invalid quantity: {line.qty!r} (a whole number from 1 to {MAX_QTY})",
             )
         )
     if line.unit is not None and (not isinstance(line.unit, str) or not 1 <= len(line.unit) <= 32):
-        problems.append(AsnProblem(no, "invalid_unit", "计量单位无效", "invalid unit"))
+        problems.append(
+            AsnProblem(no, "invalid_unit", "计量单位无效 (1 至 32 字符)", "invalid unit (1 to 32 characters)")
+        )
     if line.lot is not None and (not isinstance(line.lot, str) or not LOT.match(line.lot)):
         problems.append(
             AsnProblem(
@@ -617,10 +633,14 @@ def _check_line(no: int, line: AsnLine, problems: list[AsnProblem]) -> None:
             AsnProblem(
                 no,
                 "invalid_price",
-                f"单价无效: {line.price_fen!r} (单位: 分)",
-                f"price {line.price_fen!r} must be 0..{MAX_PRICE_FEN} fen",
+                f"单价无效: {line.price_fen!r} (应为 0 至 {MAX_PRICE_FEN} 分)",
+                f"invalid price: {line.price_fen!r} (0 to {MAX_PRICE_FEN} fen)",
             )
         )
+
+
+def _is_misread_gtin(code: str) -> bool:
+    return len(code) in (8, 12, 13, 14) and code.isascii() and code.isdigit() and not is_valid_gtin(code)
 
 
 def _item_flags(conn: sqlite3.Connection, lines: Iterable[AsnLine]) -> dict[str, tuple[bool, int | None]]:

@@ -6,7 +6,8 @@ more than once (a terminal resends after a reconnect); they wait in the database
 whole file is checked (size, sha256, type sniffed from its bytes), written under `<data_dir>/attachments/` to a
 temporary name, synced and renamed, and only then gets its row: a crash leaves at most an unlinked file, which
 `sweep_attachments` removes. A refused upload keeps its reason and no bytes; every later chunk of it hears the
-same reason. The file is linked to what the terminal named: a receipt draft, an ASN (发货通知) or a receipt.
+same reason. The file is linked to what the terminal named: a receipt draft, a supplier's ASN (发货通知; ASN ids
+are per supplier, so the supplier comes with it) or a receipt.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import json
 import logging
 import os
 import re
@@ -52,6 +54,7 @@ MAX_SVG_ELEMENTS = 20_000
 
 ATTACHMENT_ID = r"^[A-Za-z0-9._-]{1,64}$"
 ASN_ID = r"^[A-Za-z0-9._-]{1,64}$"  # the supplier's ASN id (edge/devices/asn.py), also in its delivery note
+SUPPLIER_ID = r"^[A-Za-z0-9._-]{1,64}$"  # a supplier id on the box, also in the delivery note (`s`)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -61,11 +64,32 @@ class Purpose(StrEnum):
 
 
 class RefKind(StrEnum):
-    """What an attachment belongs to, as the terminal names it (offline it may know only the ASN id)."""
+    """What an attachment belongs to, as the terminal names it (offline it may know only the note's ASN)."""
 
     DRAFT = "draft"  # a receipt draft id (收货草稿)
-    ASN = "asn"  # the ASN id (发货通知), also printed in the delivery note's QR code
+    ASN = "asn"  # a supplier's ASN id (发货通知), also printed in the delivery note's QR code
     RECEIPT = "receipt"  # a posted receipt's document id (入库单)
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRef:
+    """One thing attachments belong to. An ASN id is the supplier's own: it names its supplier, the others none."""
+
+    kind: RefKind
+    ref: str
+    supplier: str | None = None
+
+    @classmethod
+    def asn(cls, supplier: str, asn_id: str) -> AttachmentRef:
+        return cls(RefKind.ASN, asn_id, supplier)
+
+    @classmethod
+    def draft(cls, draft_id: int) -> AttachmentRef:
+        return cls(RefKind.DRAFT, str(draft_id))
+
+    @classmethod
+    def receipt(cls, receipt_id: int) -> AttachmentRef:
+        return cls(RefKind.RECEIPT, str(receipt_id))
 
 
 PURPOSE_NAMES: dict[Purpose, tuple[str, str]] = {
@@ -148,7 +172,8 @@ class UnknownAttachment(AttachmentError):
 
 
 class AttachmentChunkData(BaseModel):
-    """`evt/attachment`: one chunk of a photo or signature. Exactly one of `draft`, `asn`, `receipt`."""
+    """`evt/attachment`: one chunk of a photo or signature. Exactly one of `draft`, `asn`, `receipt`; `asn`
+    with its `supplier` (ASN ids are per supplier)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -156,6 +181,7 @@ class AttachmentChunkData(BaseModel):
     purpose: Annotated[Purpose, Field(strict=False)]
     draft: Annotated[int, Field(ge=1, le=2**62)] | None = None
     asn: Annotated[str, StringConstraints(pattern=ASN_ID)] | None = None
+    supplier: Annotated[str, StringConstraints(pattern=SUPPLIER_ID)] | None = None
     receipt: Annotated[int, Field(ge=1, le=2**62)] | None = None
     seq: Annotated[int, Field(ge=0, lt=MAX_CHUNKS)]
     count: Annotated[int, Field(ge=1, le=MAX_CHUNKS)]
@@ -167,6 +193,10 @@ class AttachmentChunkData(BaseModel):
     def _fits(self) -> AttachmentChunkData:
         if sum(ref is not None for ref in (self.draft, self.asn, self.receipt)) != 1:
             raise ValueError("exactly one of draft, asn, receipt names what the attachment belongs to")
+        if self.asn is not None and self.supplier is None:
+            raise ValueError("an asn needs its supplier (ASN ids are per supplier; the delivery note names it)")
+        if self.asn is None and self.supplier is not None:
+            raise ValueError("supplier goes with asn only (a draft or receipt knows its supplier)")
         if self.seq >= self.count:
             raise ValueError(f"seq {self.seq} is outside the {self.count} chunks (0..{self.count - 1})")
         if self.count > self.size:
@@ -176,13 +206,13 @@ class AttachmentChunkData(BaseModel):
             raise ValueError(f"chunk of {len(chunk)} bytes is larger than the whole file ({self.size} bytes)")
         return self
 
-    def reference(self) -> tuple[RefKind, str]:
+    def reference(self) -> AttachmentRef:
         if self.draft is not None:
-            return RefKind.DRAFT, str(self.draft)
+            return AttachmentRef.draft(self.draft)
         if self.receipt is not None:
-            return RefKind.RECEIPT, str(self.receipt)
-        assert self.asn is not None
-        return RefKind.ASN, self.asn
+            return AttachmentRef.receipt(self.receipt)
+        assert self.asn is not None and self.supplier is not None
+        return AttachmentRef.asn(self.supplier, self.asn)
 
 
 def decode_chunk(text: str) -> bytes:
@@ -215,8 +245,7 @@ class Chunk:
     taken_at: str
     attachment: str
     purpose: Purpose
-    ref_kind: RefKind
-    ref: str
+    ref: AttachmentRef
     seq: int
     count: int
     size: int
@@ -238,15 +267,13 @@ def _handle(device: str, envelope: EventEnvelope, data: AttachmentChunkData, opt
     limits = options.extra.get(OPTIONS_KEY)
     if not isinstance(limits, AttachmentLimits):
         raise ValueError("this box takes no attachments (not configured)")
-    ref_kind, ref = data.reference()
     chunk = Chunk(
         device=device,
         event_id=envelope.id,
         taken_at=envelope.ts.isoformat(),
         attachment=data.attachment,
         purpose=data.purpose,
-        ref_kind=ref_kind,
-        ref=ref,
+        ref=data.reference(),
         seq=data.seq,
         count=data.count,
         size=data.size,
@@ -439,7 +466,7 @@ def take_chunk(conn: sqlite3.Connection, ctx: PostingContext, chunk: Chunk, limi
 
 def _take(conn: sqlite3.Connection, now: datetime, chunk: Chunk, limits: AttachmentLimits) -> JobOutcome:
     upload = conn.execute(
-        "SELECT id, purpose, ref_kind, ref, chunk_count, size, sha256, state, code, message, message_en,"
+        "SELECT id, purpose, ref_kind, ref, supplier, chunk_count, size, sha256, state, code, message, message_en,"
         " attachment_id FROM attachment_uploads WHERE device = ? AND attachment = ?",
         (chunk.device, chunk.attachment),
     ).fetchone()
@@ -509,14 +536,16 @@ def _open_upload(
                 max_open=limits.max_open,
             )
     cursor = conn.execute(
-        "INSERT INTO attachment_uploads (device, attachment, purpose, ref_kind, ref, chunk_count, size, sha256,"
-        " taken_at, started_at, state, code, message, message_en) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO attachment_uploads (device, attachment, purpose, ref_kind, ref, supplier, chunk_count, size,"
+        " sha256, taken_at, started_at, state, code, message, message_en)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             chunk.device,
             chunk.attachment,
             chunk.purpose.value,
-            chunk.ref_kind.value,
-            chunk.ref,
+            chunk.ref.kind.value,
+            chunk.ref.ref,
+            chunk.ref.supplier,
             chunk.count,
             chunk.size,
             chunk.sha256,
@@ -534,8 +563,9 @@ def _open_upload(
 def _same_header(upload: sqlite3.Row, chunk: Chunk) -> None:
     mine = {
         "purpose": chunk.purpose.value,
-        "ref_kind": chunk.ref_kind.value,
-        "ref": chunk.ref,
+        "ref_kind": chunk.ref.kind.value,
+        "ref": chunk.ref.ref,
+        "supplier": chunk.ref.supplier,
         "chunk_count": chunk.count,
         "size": chunk.size,
         "sha256": chunk.sha256,
@@ -589,7 +619,7 @@ def _complete(
             chunk.attachment,
             AttachmentTypeRefused(
                 f"{name}的文件类型不支持: 只接受 {', '.join(allowed)}",
-                f"unsupported file type for a {name_en}: only {', '.join(allowed)}",
+                f"unsupported file type for the {name_en}: only {', '.join(allowed)}",
                 sniffed=mime,
                 allowed=list(allowed),
                 head=content[:8].hex(),
@@ -598,8 +628,9 @@ def _complete(
     write_file(Path(limits.root), digest, mime, content)
     # The file is complete on disk before its row exists: a row always names a whole file.
     cursor = conn.execute(
-        "INSERT INTO attachments (device, attachment, purpose, ref_kind, ref, sha256, size, mime, taken_at,"
-        " stored_at) SELECT device, attachment, purpose, ref_kind, ref, sha256, size, ?, taken_at, ?"
+        "INSERT INTO attachments (device, attachment, purpose, ref_kind, ref, supplier, sha256, size, mime,"
+        " taken_at, stored_at) SELECT device, attachment, purpose, ref_kind, ref, supplier, sha256, size, ?,"
+        " taken_at, ?"
         " FROM attachment_uploads WHERE id = ?",
         (mime, now.isoformat(), upload_id),
     )
@@ -656,7 +687,7 @@ def _stored_outcome(conn: sqlite3.Connection, attachment_id: int, *, again: bool
             "sha256": row["sha256"],
             "size": row["size"],
             "mime": row["mime"],
-            row["ref_kind"]: row["ref"] if row["ref_kind"] == RefKind.ASN else int(row["ref"]),
+            **_reference_json(row),
         },
     )
 
@@ -724,11 +755,18 @@ async def sweep_periodically(
 
 # --- reading ----------------------------------------------------------------------------------------
 
-_COLUMNS = "id, device, attachment, purpose, ref_kind, ref, sha256, size, mime, taken_at, stored_at"
+_COLUMNS = "id, device, attachment, purpose, ref_kind, ref, supplier, sha256, size, mime, taken_at, stored_at"
 
 
 def _row(row: sqlite3.Row) -> dict[str, Any]:
     return dict(zip(row.keys(), tuple(row), strict=True))
+
+
+def _reference_json(row: dict[str, Any]) -> dict[str, Any]:
+    """What the file belongs to as the ack says it: `{"draft": 5}`, `{"receipt": 9}`, `{"asn": .., "supplier": ..}`."""
+    if row["ref_kind"] == RefKind.ASN:
+        return {"asn": row["ref"], "supplier": row["supplier"]}
+    return {row["ref_kind"]: int(row["ref"])}
 
 
 def get_attachment(conn: sqlite3.Connection, attachment_id: int) -> dict[str, Any] | None:
@@ -739,20 +777,20 @@ def get_attachment(conn: sqlite3.Connection, attachment_id: int) -> dict[str, An
 def list_attachments(
     conn: sqlite3.Connection,
     *,
-    refs: list[tuple[RefKind, str]] | None = None,
+    refs: list[AttachmentRef] | None = None,
     device: str | None = None,
     purpose: Purpose | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Stored attachments, oldest first; `refs` keeps those linked to any of these (kind, reference) pairs."""
+    """Stored attachments, oldest first; `refs` keeps those linked to any of these references."""
     where: list[str] = []
     params: list[Any] = []
     if refs is not None:
         if not refs:
             return []
-        where.append("(" + " OR ".join("(ref_kind = ? AND ref = ?)" for _ in refs) + ")")
-        params.extend(value for ref in refs for value in (ref[0].value, ref[1]))
+        where.append("(" + " OR ".join("(ref_kind = ? AND ref = ? AND supplier IS ?)" for _ in refs) + ")")
+        params.extend(value for ref in refs for value in (ref.kind.value, ref.ref, ref.supplier))
     if device is not None:
         where.append("device = ?")
         params.append(device)
@@ -766,28 +804,31 @@ def list_attachments(
     return [_row(row) for row in rows]
 
 
-def linked_refs(conn: sqlite3.Connection, refs: list[tuple[RefKind, str]]) -> list[tuple[RefKind, str]]:
-    """`refs` and everything a receipt draft ties to them: its id, its ASN id and its posted receipt.
+def linked_refs(conn: sqlite3.Connection, refs: list[AttachmentRef]) -> list[AttachmentRef]:
+    """`refs` and everything a receipt draft ties to them: its id, its supplier's ASN and its posted receipt.
 
-    A terminal offline knows only the ASN id from the delivery note's QR code; once a draft of that ASN is
-    opened and confirmed, the draft and the receipt list those photos too (and the other way round).
+    A terminal offline knows only the supplier and the ASN id from the delivery note's QR code; once a draft of
+    that supplier's ASN is opened and confirmed, the draft and the receipt list those photos too (and the other
+    way round). Another supplier's ASN of the same id is another shipment.
     """
     found = dict.fromkeys(refs)
-    drafts = [int(v) for k, v in refs if k is RefKind.DRAFT]
-    asns = [v for k, v in refs if k is RefKind.ASN]
-    receipts = [int(v) for k, v in refs if k is RefKind.RECEIPT]
-    marks = ", ".join
+    drafts = [int(r.ref) for r in refs if r.kind is RefKind.DRAFT]
+    receipts = [int(r.ref) for r in refs if r.kind is RefKind.RECEIPT]
+    shipments = [(r.supplier, r.ref) for r in refs if r.kind is RefKind.ASN and r.supplier is not None]
+    clauses = [
+        "id IN (SELECT value FROM json_each(?))",
+        "receipt_id IN (SELECT value FROM json_each(?))",
+        "EXISTS (SELECT 1 FROM json_each(?) j WHERE j.value ->> 0 = supplier AND j.value ->> 1 = asn_id)",
+    ]
     rows = conn.execute(
-        "SELECT id, asn_id, receipt_id FROM receipt_drafts"
-        f" WHERE id IN ({marks('?' * len(drafts))}) OR asn_id IN ({marks('?' * len(asns))})"
-        f" OR receipt_id IN ({marks('?' * len(receipts))})",
-        (*drafts, *asns, *receipts),
+        f"SELECT id, supplier, asn_id, receipt_id FROM receipt_drafts WHERE {' OR '.join(clauses)}",
+        (json.dumps(drafts), json.dumps(receipts), json.dumps(shipments)),
     ).fetchall()
-    for draft_id, asn_id, receipt_id in rows:
-        found.setdefault((RefKind.DRAFT, str(draft_id)))
-        found.setdefault((RefKind.ASN, str(asn_id)))
+    for draft_id, supplier, asn_id, receipt_id in rows:
+        found.setdefault(AttachmentRef.draft(int(draft_id)))
+        found.setdefault(AttachmentRef.asn(str(supplier), str(asn_id)))
         if receipt_id is not None:
-            found.setdefault((RefKind.RECEIPT, str(receipt_id)))
+            found.setdefault(AttachmentRef.receipt(int(receipt_id)))
     return list(found)
 
 

@@ -4,7 +4,8 @@
 events, scan-to-receive): a GTIN (EAN-13, EAN-8, UPC-A, GTIN-14) checked by its check digit; a GS1 element
 string (GS1-128, GS1 DataMatrix, GS1 QR, GS1 DataBar: AI 01/02 GTIN, 10 lot, 17/15 expiry, 21 serial, 310x net
 weight, 30/37 count, 392x/393x amount) with or without its symbology identifier, FNC1 sent as GS (0x1d), also in
-the human-readable `(01)...(17)...` form and as a GS1 Digital Link URI; an in-store scale label (称重条码)
+the human-readable `(01)...(17)...` form and as a GS1 Digital Link URI, and a bare element string that starts
+with a GTIN in AI 01 or 02 (a DataMatrix read without identifier); an in-store scale label (称重条码)
 in one of the store's `formats`; else the code itself (a SKU or an internal code). It is pure: no database,
 no clock. GS1 parsing is biip's (https://github.com/hoyle/biip); this module decides what the store books.
 
@@ -298,8 +299,10 @@ def interpret_code(
     the GS1 symbologies, says the rest is a GS1 element string; a code with GS separators, one in the
     human-readable `(01)...` form or a GS1 Digital Link URI is a GS1 element string; all digits: a label of
     the first of `formats` whose length and flag digits fit (its check digit must be right), else a GTIN of 8,
-    12, 13 or 14 digits (its check digit must be right), else a GS1 element string starting with AI 01 or 02
-    if it reads as one; anything else is a plain code of 1..64 printable characters, looked up as it is.
+    12, 13 or 14 digits (its check digit must be right); then a code of 16 or more characters that starts with
+    AI 01 or 02 and 14 digits is a GS1 element string if it reads as one (digits or not after the GTIN), and
+    refused if it does not read but its GTIN's check digit is right; anything else is a plain code of 1..64
+    printable characters, looked up as it is.
     `today` sets the century of two-digit GS1 years (GS1 General Specifications 7.12); without it, 20YY.
     """
     if not isinstance(code, str) or not code:
@@ -336,13 +339,9 @@ def interpret_code(
             return label
         if len(text) in (8, 12, 13, 14):
             return _plain_gtin(code, text, symbology)
-        if len(text) >= 16 and text.startswith(("01", "02")):
-            try:
-                message = GS1Message.parse(text)
-            except _PARSE_FAILURES:
-                message = None  # digits that only look like a GS1 string: a plain code
-            if message is not None:
-                return _from_elements(code, list(message.element_strings), symbology, today)
+    bare = _bare_gs1(code, text, symbology, today)
+    if bare is not None:
+        return bare
     if not _PLAIN.fullmatch(text):
         raise _refuse(
             "不是 GS1 条码, 也不是 1..64 个可打印字符的商品编码",
@@ -350,6 +349,34 @@ def interpret_code(
             code,
         )
     return InterpretedCode(raw=code, kind=CodeKind.PLAIN, item_code=text, symbology=symbology)
+
+
+def _bare_gs1(raw: str, text: str, symbology: str | None, today: date | None) -> InterpretedCode | None:
+    """A GS1 element string sent without symbology identifier or GS (a DataMatrix read by a scanner that sends
+    no identifier: fixed-length fields first, the variable-length one last), or None when `text` is not one.
+
+    It starts with AI 01 or 02 and 14 digits. If the whole reads as GS1 element strings it is one (its GTIN's
+    check digit is then checked: a misread is refused, not looked up). If it does not read, a right GTIN check
+    digit says it is a GS1 code that is broken (refused, saying so); a wrong one, a plain code that only starts
+    like one.
+    """
+    if len(text) < 16 or not text.startswith(("01", "02")) or not _DIGITS.fullmatch(text[2:16]):
+        return None
+    gtin_ok = is_valid_gtin(text[2:16])
+    try:
+        message = GS1Message.parse(text)
+    except _PARSE_FAILURES as exc:
+        if not gtin_ok:
+            return None  # only looks like a GS1 string: a plain code
+        raise _refuse(
+            f"以 ({text[:2]}) {text[2:16]} 开头, 像没有码制标识符的 GS1 条码, 但其余部分无法按 GS1 解析;"
+            " 请在扫描枪中开启码制标识符 (如 ]d2) 或检查条码",
+            f"starts like a GS1 code sent without symbology identifier (({text[:2]}) {text[2:16]}), but the rest"
+            f" is not a valid GS1 element string ({exc}); turn on symbology identifiers (e.g. ]d2) in the scanner,"
+            " or check the code",
+            raw,
+        ) from None
+    return _from_elements(raw, list(message.element_strings), symbology, today)
 
 
 def _canonical_gtin(gtin: Gtin) -> str:
@@ -440,8 +467,12 @@ def _from_elements(
             "GS1 条码中没有商品 GTIN (AI 01 或 02)", "the GS1 code names no item (no GTIN in AI 01 or 02)", raw
         )
     if named.gtin is None:
+        expected = gs1_check_digit(named.value[:-1]) if _DIGITS.fullmatch(named.value) else None
+        right = f" (应为 {expected})" if expected is not None else ""
         raise _refuse(
-            f"GTIN ({named.ai.ai}) 校验位错误", f"the GTIN in ({named.ai.ai}) is not valid: {named.gtin_error}", raw
+            f"GTIN ({named.ai.ai}) 校验位错误{right}, 请重新扫描",
+            f"the GTIN in ({named.ai.ai}) is not valid: {named.gtin_error}",
+            raw,
         )
     weights = [e for ai, e in by_ai.items() if ai.startswith("310")]
     counts = [e for ai, e in by_ai.items() if ai in ("30", "37")]

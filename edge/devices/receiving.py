@@ -15,7 +15,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -602,11 +602,17 @@ def add_scan(
         "SELECT lot, qty_base FROM receipt_draft_expected WHERE draft_id = ? AND sku = ?", (draft["id"], item.sku)
     ).fetchall()
     expected_total = sum(int(r[1]) for r in expected_rows)
-    scanned_total = conn.execute(
-        "SELECT COALESCE(SUM(qty_base), 0) FROM receipt_draft_scans WHERE draft_id = ? AND sku = ?",
-        (draft["id"], item.sku),
-    ).fetchone()[0]
-    on_po = item.sku in asns.po_items(conn, int(draft["po_id"]))
+    scanned_total = int(
+        conn.execute(
+            "SELECT COALESCE(SUM(qty_base), 0) FROM receipt_draft_scans WHERE draft_id = ? AND sku = ?",
+            (draft["id"], item.sku),
+        ).fetchone()[0]
+    )
+    po = asns.po_items(conn, int(draft["po_id"]))
+    on_po = item.sku in po
+    # The running count is what a confirm now would book (expired goods and goods not on the PO are not).
+    booked, _ = reconcile(load_draft(conn, int(draft["id"])), po, ctx.business_date)
+    booked_total = sum(b.qty_base for b in booked if b.sku == item.sku)
     lots = {r[0] for r in expected_rows if r[0]}
     if not on_po:
         status = "not_on_po"
@@ -616,7 +622,7 @@ def add_scan(
         status = "wrong_lot"
     elif not expected_rows:
         status = "not_on_note"
-    elif scanned_total > expected_total:
+    elif booked_total > expected_total:
         status = "over"
     else:
         status = "ok"
@@ -631,15 +637,25 @@ def add_scan(
         "lot": lot,
         "expiry": expiry.isoformat() if expiry else None,
         "expected": expected_total,
-        "scanned": int(scanned_total),
+        "scanned": scanned_total,
+        "booked": booked_total,
         "status": status,
     }
-    return Outcome(
-        code="ok",
-        message=f"{item.name}: 已扫 {scanned_total}/{expected_total} {item.base_unit}",
-        message_en=f"{item.sku}: scanned {scanned_total} of {expected_total} {item.base_unit}",
-        detail=detail,
-    )
+    unit_name = item.base_unit
+    if booked_total == scanned_total:
+        message = f"{item.name}: 已扫 {scanned_total}/{expected_total} {unit_name}"
+        message_en = f"{item.sku}: scanned {scanned_total} of {expected_total} {unit_name}"
+    else:
+        refused = scanned_total - booked_total
+        message = (
+            f"{item.name}: 可入库 {booked_total}/{expected_total} {unit_name}"
+            f" (已扫 {scanned_total}, 其中 {refused} 过期或不在订单上, 不入库)"
+        )
+        message_en = (
+            f"{item.sku}: {booked_total} of {expected_total} {unit_name} to receive"
+            f" ({scanned_total} scanned, {refused} expired or not on the PO: not received)"
+        )
+    return Outcome(code="ok", message=message, message_en=message_en, detail=detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -742,6 +758,17 @@ def confirm_draft(
         raise _already_received(draft.supplier, draft.asn_id, int(other[0]))
     po = asns.po_items(conn, draft.po_id)
     booked, differences = reconcile(draft, po, ctx.business_date, as_announced=action.as_announced)
+    # The ASN on the box records what differs from what *it* announced: the note may say otherwise (5 cans on
+    # the note, 4 in the ASN), and `as_announced` counts the note's lines, not the ASN's.
+    stored_asn = asns.get_asn(conn, draft.asn_id, supplier=draft.supplier)
+    asn_differences = differences
+    if stored_asn is not None:
+        against_asn = replace(
+            draft,
+            expected=_asn_expected(stored_asn, po),
+            scanned=counted_scans(draft, as_announced=action.as_announced),
+        )
+        _, asn_differences = reconcile(against_asn, po, ctx.business_date)
     if not booked:
         raise NothingToReceive(
             "没有可入库的商品 (未扫描，或全部不在订单上或已过期)",
@@ -776,6 +803,8 @@ def confirm_draft(
         ],
         "differences": [d.to_dict() for d in differences],
     }
+    if stored_asn is not None:
+        detail["asn_differences"] = [d.to_dict() for d in asn_differences]
     message = f"已入库 {result.doc_no}: {len(booked)} 行" + (
         f"，{len(differences)} 处差异" if differences else "，无差异"
     )
@@ -793,7 +822,7 @@ def confirm_draft(
         "UPDATE delivery_notes SET receipt_id = ? WHERE supplier = ? AND nonce = ?",
         (result.document_id, draft.supplier, _nonce_of(conn, draft.id)),
     )
-    asns.mark_received(conn, draft.supplier, draft.asn_id, result.document_id, differences)
+    asns.mark_received(conn, draft.supplier, draft.asn_id, result.document_id, asn_differences)
     return Outcome("ok", message, message_en, detail, document=result.document_id, post_results=(result,))
 
 
@@ -814,23 +843,15 @@ def reconcile(
     for line in draft.expected:
         expected_by_sku.setdefault(line.sku, []).append(line)
     scanned_by_sku: dict[str, list[ReceivedQty]] = {}
-    for s in draft.scanned:
-        if s.qty_base > 0:
-            scanned_by_sku.setdefault(s.sku, []).append(s)
-    if as_announced:
-        for sku, lines in expected_by_sku.items():
-            if sku not in scanned_by_sku:
-                scanned_by_sku[sku] = [ReceivedQty(sku, e.lot, e.expiry, e.qty_base) for e in lines]
+    for s in counted_scans(draft, as_announced=as_announced):
+        scanned_by_sku.setdefault(s.sku, []).append(s)
     booked: list[_Booked] = []
     differences: list[asns.Difference] = []
     for sku in sorted(set(expected_by_sku) | set(scanned_by_sku), key=_first_line(expected_by_sku)):
         expected = expected_by_sku.get(sku, [])
         scans = scanned_by_sku.get(sku, [])
         if sku not in po:
-            total = sum(s.qty_base for s in scans)
-            differences.append(
-                asns.Difference("not_on_po", sku, sum(e.qty_base for e in expected), total, line_no=_line(expected))
-            )
+            differences.extend(_not_on_po(sku, expected, scans))
             continue
         got: dict[str | None, int] = {}
         expiry_of: dict[str | None, date | None] = {e.lot: e.expiry for e in expected}
@@ -887,6 +908,51 @@ def reconcile(
             kind = "short" if received < qty else "over"
             differences.append(asns.Difference(kind, sku, qty, received, lot, expiry_of.get(lot), _line(expected, lot)))
     return booked, differences
+
+
+def counted_scans(draft: Draft, *, as_announced: bool = False) -> tuple[ReceivedQty, ...]:
+    """What counts as received: the scans (net of take-backs), and with `as_announced` every note line of an
+    item not scanned at all, as the note announced it."""
+    scanned = [s for s in draft.scanned if s.qty_base > 0]
+    if as_announced:
+        seen = {s.sku for s in scanned}
+        scanned += [ReceivedQty(e.sku, e.lot, e.expiry, e.qty_base) for e in draft.expected if e.sku not in seen]
+    return tuple(scanned)
+
+
+def _not_on_po(sku: str, expected: Sequence[ExpectedLine], scans: Sequence[ReceivedQty]) -> list[asns.Difference]:
+    """An item the PO does not order: nothing booked; a difference per lot scanned, with its expiry, and per
+    announced lot of which nothing was scanned."""
+    announced: dict[str | None, int] = {}
+    expiry_of: dict[str | None, date | None] = {}
+    for e in expected:
+        announced[e.lot] = announced.get(e.lot, 0) + e.qty_base
+        expiry_of.setdefault(e.lot, e.expiry)
+    got: dict[str | None, int] = {}
+    for s in scans:
+        got[s.lot] = got.get(s.lot, 0) + s.qty_base
+        if s.expiry is not None:
+            expiry_of[s.lot] = s.expiry
+    return [
+        asns.Difference(
+            "not_on_po",
+            sku,
+            announced.get(lot, 0),
+            got.get(lot, 0),
+            lot,
+            expiry_of.get(lot),
+            next((e.line_no for e in expected if e.lot == lot), None),
+        )
+        for lot in [*got, *(lot for lot in announced if lot not in got)]
+    ]
+
+
+def _asn_expected(asn: asns.AsnRecord, po: dict[str, asns.PoItem]) -> tuple[ExpectedLine, ...]:
+    """The ASN's lines as a draft's expected lines, to compare what was received with what the ASN announced."""
+    return tuple(
+        ExpectedLine(a.line_no, a.code, a.sku, a.sku, a.unit, a.qty, a.qty_base, a.lot, a.expiry, a.sku in po)
+        for a in asn.lines
+    )
 
 
 def _first_line(expected_by_sku: dict[str, list[ExpectedLine]]) -> Any:

@@ -3,7 +3,10 @@
 A scale (or the serial adapter in front of it) publishes `evt/weight` with `{"grams", "stable", "status"?}`;
 a writer job keeps the newest reading per scale (table `scale_readings`). A scan that names the scale
 (`"scale": "scale-1"`, no `qty`) is posted by a writer job that takes that reading's weight in grams, refused
-with a stable code when the reading is missing, not stable, too old, or the scale is over or under its range.
+with a stable code when the reading is missing, not stable, too old, the scale is over or under its range, or
+the reading was already taken: a stable reading is taken once (by a posted scan or a receipt draft), so the
+same goods on the scale are not booked twice; a new reading (the goods off and back on, another stable
+weight) can be taken again.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class ScaleReading:
     ts: datetime
     received_at: datetime
     event_id: str
+    taken_by: str | None = None  # what took its weight (an event key, "scan"): None while it may be taken
 
 
 # --- refusals ------------------------------------------------------------------------------------------
@@ -141,6 +145,20 @@ class ScaleFault(WeightUnusable):
         )
 
 
+class WeightAlreadyTaken(WeightUnusable):
+    code = "weight_already_taken"
+
+    def __init__(self, scale: str, grams: int, taken_by: str) -> None:
+        super().__init__(
+            f"秤 {scale} 的这次读数 ({grams} g) 已被使用 ({taken_by}): 请把商品取下再放上, 重新称重",
+            f"this reading of scale {scale} ({grams} g) was already taken ({taken_by}); take the goods off and"
+            " put them back on to weigh again",
+            scale=scale,
+            grams=grams,
+            taken_by=taken_by,
+        )
+
+
 class WeightZero(WeightUnusable):
     code = "weight_zero"
 
@@ -155,16 +173,25 @@ def record_reading(conn: sqlite3.Connection, reading: ScaleReading) -> bool:
     """Keep `reading` as its scale's last unless a newer one (by `ts`) is there; True when it is the last now.
 
     A kept reading stamped later than the box's clock when `reading` arrives came from a scale clock running
-    ahead: it does not hold back the readings after the clock was set right.
+    ahead: it does not hold back the readings after the clock was set right. The same stable weight sent
+    again (a scale that repeats itself, a `weigh` command) is the same goods: if it was taken, it stays taken.
     """
     current = latest_reading(conn, reading.scale)
     if current is not None and reading.ts < current.ts <= reading.received_at:
         return False  # a resent older reading arrived after a newer one
+    unchanged = (
+        current is not None
+        and current.stable
+        and reading.stable
+        and (current.grams, current.status) == (reading.grams, reading.status)
+    )
+    taken_by = current.taken_by if current is not None and unchanged else None
     conn.execute(
-        "INSERT INTO scale_readings (scale, grams, stable, status, ts, received_at, event_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scale) DO UPDATE SET grams = excluded.grams,"
+        "INSERT INTO scale_readings (scale, grams, stable, status, ts, received_at, event_id, taken_by, taken_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (scale) DO UPDATE SET grams = excluded.grams,"
         " stable = excluded.stable, status = excluded.status, ts = excluded.ts,"
-        " received_at = excluded.received_at, event_id = excluded.event_id",
+        " received_at = excluded.received_at, event_id = excluded.event_id, taken_by = excluded.taken_by,"
+        " taken_at = CASE WHEN excluded.taken_by IS NULL THEN NULL ELSE scale_readings.taken_at END",
         (
             reading.scale,
             reading.grams,
@@ -173,6 +200,7 @@ def record_reading(conn: sqlite3.Connection, reading: ScaleReading) -> bool:
             reading.ts.isoformat(),
             reading.received_at.isoformat(),
             reading.event_id,
+            taken_by,
         ),
     )
     return True
@@ -181,7 +209,7 @@ def record_reading(conn: sqlite3.Connection, reading: ScaleReading) -> bool:
 def latest_reading(conn: sqlite3.Connection, scale: str) -> ScaleReading | None:
     """The last reading of `scale`, or None when it has sent none."""
     row = conn.execute(
-        "SELECT scale, grams, stable, status, ts, received_at, event_id FROM scale_readings WHERE scale = ?",
+        "SELECT scale, grams, stable, status, ts, received_at, event_id, taken_by FROM scale_readings WHERE scale = ?",
         (scale,),
     ).fetchone()
     if row is None:
@@ -194,6 +222,7 @@ def latest_reading(conn: sqlite3.Connection, scale: str) -> ScaleReading | None:
         ts=datetime.fromisoformat(row[4]),
         received_at=datetime.fromisoformat(row[5]),
         event_id=row[6],
+        taken_by=row[7],
     )
 
 
@@ -203,7 +232,8 @@ def stable_grams(
     """The weight in grams a scan at `now` may take from `reading`, or the WeightUnusable saying why not.
 
     The reading's age counts from the earlier of when the scale weighed it and when the box got it, so a
-    reading resent late and a scale whose clock runs ahead are both judged by the box's clock.
+    reading resent late and a scale whose clock runs ahead are both judged by the box's clock. A reading
+    already taken is refused (an empty scale, 0 g, is never taken: a count may read it for every item).
     """
     if reading is None:
         raise ScaleNoReading(scale)
@@ -215,6 +245,8 @@ def stable_grams(
         raise ScaleFault(scale, reading.status)
     if not reading.stable:
         raise WeightNotStable(scale, reading.grams)
+    if reading.taken_by is not None:
+        raise WeightAlreadyTaken(scale, reading.grams, reading.taken_by)
     age_s = int((now - min(reading.ts, reading.received_at)).total_seconds())
     if age_s > max_age_s:
         raise WeightTooOld(scale, age_s, max_age_s)
@@ -224,10 +256,32 @@ def stable_grams(
 
 
 def take_stable_weight(
-    conn: sqlite3.Connection, scale: str, now: datetime, max_age_s: int = DEFAULT_MAX_AGE_S, *, allow_zero: bool = False
+    conn: sqlite3.Connection,
+    scale: str,
+    now: datetime,
+    max_age_s: int = DEFAULT_MAX_AGE_S,
+    *,
+    allow_zero: bool = False,
+    taken_by: str = "scan",
 ) -> int:
-    """The stable weight in grams of `scale` for a scan at `now` (scan-to-receive uses this too)."""
-    return stable_grams(scale, latest_reading(conn, scale), now, max_age_s, allow_zero=allow_zero)
+    """The stable weight in grams of `scale` for a scan at `now`, and the reading marked as taken by `taken_by`
+    (scan-to-receive uses this too; a refusal after it rolls the caller's transaction back, and the mark)."""
+    reading = latest_reading(conn, scale)
+    grams = stable_grams(scale, reading, now, max_age_s, allow_zero=allow_zero)
+    assert reading is not None
+    mark_taken(conn, reading, taken_by, now)
+    return grams
+
+
+def mark_taken(conn: sqlite3.Connection, reading: ScaleReading, taken_by: str, now: datetime) -> None:
+    """Mark `reading` (while it is its scale's last) as taken: the next scan needs a new reading. An empty
+    scale (0 g) is not marked: there are no goods on it to book twice."""
+    if reading.grams == 0:
+        return
+    conn.execute(
+        "UPDATE scale_readings SET taken_by = ?, taken_at = ? WHERE scale = ? AND event_id = ?",
+        (taken_by, now.isoformat(), reading.scale, reading.event_id),
+    )
 
 
 # --- the weight event kind ----------------------------------------------------------------------------
@@ -251,11 +305,13 @@ def record_weight(
     """Writer job of `evt/weight`: keep the reading as the scale's last (only a device of kind scale)."""
     row = conn.execute("SELECT kind FROM devices WHERE id = ?", (device,)).fetchone()
     if row is None or row[0] != "scale":
+        kind = "unknown" if row is None else str(row[0])
         return JobOutcome(
             ok=False,
             code="not_a_scale",
-            message=f"设备 {device} 不是秤 (类型 scale), 不能发送重量",
-            message_en=f"device {device} is not a scale (kind scale); it cannot send weights",
+            message=f"设备 {device} 的类型是 {kind}, 不是秤 (scale), 不能发送重量",
+            message_en=f"device {device} is of kind {kind}, not a scale; it cannot send weights",
+            detail={"device": device, "kind": kind},
         )
     reading = ScaleReading(device, grams, stable, status, ts.astimezone(UTC), ctx.now.astimezone(UTC), event_id)
     if record_reading(conn, reading):
@@ -280,13 +336,15 @@ def post_weighed_scan(
     max_age_s: int,
 ) -> JobOutcome:
     """Writer job of a scan with `scale`: post `command` with its one line's quantity the scale's stable weight
-    in grams (a count may take 0 g); refused, with nothing posted, when the weight cannot be used."""
+    in grams (a count may take 0 g); refused, with nothing posted, when the weight cannot be used. The reading
+    is taken (used up) only when the document posts."""
+    reading = latest_reading(conn, scale)
     try:
         scan_age_s = int((ctx.now - scanned_at).total_seconds())
         if scan_age_s > max_age_s:
             raise ScanTooOld(scale, scan_age_s, max_age_s)
         counting = command.type is DocType.STOCKTAKE
-        grams = take_stable_weight(conn, scale, ctx.now, max_age_s, allow_zero=counting)
+        grams = stable_grams(scale, reading, ctx.now, max_age_s, allow_zero=counting)
     except WeightUnusable as err:
         return JobOutcome(
             ok=False, code=err.code, message=err.message, message_en=err.message_en, detail=dict(err.detail)
@@ -294,6 +352,8 @@ def post_weighed_scan(
     (line,) = command.lines
     weighed = dataclasses.replace(command, lines=(dataclasses.replace(line, qty=grams, unit=WEIGHED_UNIT),))
     result = post(conn, weighed, ctx)
+    if result.ok and reading is not None:
+        mark_taken(conn, reading, command.key, ctx.now)
     return JobOutcome(
         ok=result.ok,
         code=result.code,

@@ -167,12 +167,12 @@ def test_hundreds_of_events_made_offline_post_exactly_once_with_exact_stock_and_
 
         work_offline(terminal, work, 150, rng)
         photo = inspection_photo()
-        photo_id = terminal.attach(photo, "photo", asn="ASN-OFF-1")
+        photo_id = terminal.attach(photo, "photo", asn="ASN-OFF-1", supplier="sup-1")
         terminal.stop()  # the terminal reboots, still offline
         terminal = terminals(cutter.port, lines.append)
         assert terminal.restored >= 150
         work_offline(terminal, work, 150, rng)
-        signature_id = terminal.attach(SIGNATURE, "signature", asn="ASN-OFF-1")
+        signature_id = terminal.attach(SIGNATURE, "signature", asn="ASN-OFF-1", supplier="sup-1")
         assert work.refused, "the plan must include events that can no longer post"
 
         cutter.restore()
@@ -187,10 +187,10 @@ def test_hundreds_of_events_made_offline_post_exactly_once_with_exact_stock_and_
         shown = [line for line in lines if line.startswith("✗")]
         assert len(shown) == len(work.refused)
 
-        rows = box.sql("SELECT attachment, purpose, ref_kind, ref, sha256, mime FROM attachments ORDER BY id")
-        assert [(r["attachment"], r["purpose"], r["ref_kind"], r["ref"]) for r in rows] == [
-            (photo_id, "photo", "asn", "ASN-OFF-1"),
-            (signature_id, "signature", "asn", "ASN-OFF-1"),
+        rows = box.sql("SELECT attachment, purpose, ref_kind, ref, supplier, sha256, mime FROM attachments ORDER BY id")
+        assert [(r["attachment"], r["purpose"], r["ref_kind"], r["ref"], r["supplier"]) for r in rows] == [
+            (photo_id, "photo", "asn", "ASN-OFF-1", "sup-1"),
+            (signature_id, "signature", "asn", "ASN-OFF-1", "sup-1"),
         ]
         root = box.settings.data_dir / ATTACHMENTS_DIR
         for row, content in zip(rows, (photo, SIGNATURE), strict=True):
@@ -279,7 +279,8 @@ def test_the_pages_example_chunks_get_exactly_the_pages_acks(box: Box) -> None: 
     assert set(acks["pos-1-0000137-9c2e41aa"]) == set(json.loads(Ack.stored("x").to_json()))
 
 
-def test_the_pages_python_terminal_sells_offline_and_catches_up(box: Box, tmp_path: Path) -> None:  # noqa: F811
+def _run_pages_terminal(box: Box, tmp_path: Path) -> list[str]:  # noqa: F811
+    """Run the page's Python terminal against `box`; what it printed through `print` (its display prints too)."""
     [(_, source)] = _blocks("python")
     for old, new in (
         ('"store-001"', f'"{STORE}"'),
@@ -291,8 +292,28 @@ def test_the_pages_python_terminal_sells_offline_and_catches_up(box: Box, tmp_pa
         source = source.replace(old, new)
     printed: list[str] = []
     exec(compile(source, str(DOC), "exec"), {"print": lambda *args: printed.append(" ".join(map(str, args)))})
+    return printed
+
+
+def test_the_pages_python_terminal_sells_offline_and_catches_up(box: Box, tmp_path: Path) -> None:  # noqa: F811
+    printed = _run_pages_terminal(box, tmp_path)
     assert box.sql("SELECT COUNT(*) FROM documents WHERE device = 'pos-1'")[0][0] == 3
     assert not [line for line in printed if line.startswith("✗")]
+    assert printed == ["0 failed"]
+
+
+def test_the_pages_python_terminal_shows_each_failure_once(
+    box: Box,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    other = box.device("pos-2")
+    other.send("sale", sale("p2-9", (MILK, 9)))  # one bottle left: of the three sold offline two are refused
+    assert other.ack("p2-9")["ok"]
+    printed = _run_pages_terminal(box, tmp_path)
+    shown = [line for line in [*printed, *capsys.readouterr().out.splitlines()] if line.startswith("✗")]
+    assert len(shown) == 2 and all("insufficient stock" in line for line in shown)
+    assert printed == ["2 failed"]
 
 
 def test_the_pages_command_sells_offline_against_a_box(
@@ -318,7 +339,7 @@ def test_the_pages_command_sells_offline_against_a_box(
     )
     assert offline_main([str(demo_json), *args[1:], "--seed", "3"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    match = re.fullmatch(r"made 200, posted (\d+), failed (\d+), attachments 0", last)
+    match = re.fullmatch(r"made 200, posted (\d+), failed (\d+); attachments 0, stored 0, failed 0", last)
     assert match is not None, last
     posted, failed = int(match.group(1)), int(match.group(2))
     assert posted + failed == 200 and failed > 0  # 15 pieces in stock: most of 200 tickets are refused

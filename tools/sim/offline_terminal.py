@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -356,8 +356,9 @@ def attachment_chunks(
         raise ValueError("an attachment needs at least one byte")
     if chunk_bytes < 1:
         raise ValueError("chunk_bytes must be positive")
-    if len(ref) != 1 or next(iter(ref)) not in ("draft", "asn", "receipt"):
-        raise ValueError("ref is one of {'draft': id}, {'asn': id}, {'receipt': id}")
+    if set(ref) not in ({"draft"}, {"receipt"}, {"asn", "supplier"}):
+        # ASN ids are each supplier's own: an ASN goes with its supplier (from the delivery note).
+        raise ValueError("ref is one of {'draft': id}, {'asn': id, 'supplier': id}, {'receipt': id}")
     digest = hashlib.sha256(content).hexdigest()
     pieces = [content[i : i + chunk_bytes] for i in range(0, len(content), chunk_bytes)]
     return [
@@ -449,6 +450,7 @@ class OfflineTerminal:
         self.acks: dict[str, dict[str, Any]] = {}
         self.connections = 0
         self.sent = self.resent = 0
+        self.attachment_events: dict[str, list[str]] = {}  # file id -> its chunk event ids, files sent this run
 
     # --- life cycle ---------------------------------------------------------------------------------
 
@@ -513,19 +515,28 @@ class OfflineTerminal:
         purpose: str,
         *,
         asn: str | None = None,
+        supplier: str | None = None,
         draft: int | None = None,
         receipt: int | None = None,
     ) -> str:
-        """A photo at inspection (`photo`) or the deliverer's signature (`signature`) as chunk events; its id."""
-        refs = {k: v for k, v in (("asn", asn), ("draft", draft), ("receipt", receipt)) if v is not None}
+        """A photo at inspection (`photo`) or the deliverer's signature (`signature`) as chunk events; its id.
+
+        It names a receipt draft, a receipt, or an ASN with its supplier (both from the delivery note).
+        """
+        pairs = (("asn", asn), ("supplier", supplier), ("draft", draft), ("receipt", receipt))
+        refs = {k: v for k, v in pairs if v is not None}
         with self._lock:
             number = self._state.counter + 1
         attachment = f"{purpose[:3]}-{number:07d}-{uuid.uuid4().hex[:8]}"
         chunks = attachment_chunks(content, attachment, purpose, refs, self._chunk_bytes)
         label = {"photo": "验货照片 photo", "signature": "电子签收 signature"}.get(purpose, purpose)
         ref_text = ", ".join(f"{k} {v}" for k, v in refs.items())
-        for chunk in chunks:
+        events = [
             self.send("attachment", chunk, f"{label} {attachment} ({ref_text}) {chunk['seq'] + 1}/{len(chunks)}")
+            for chunk in chunks
+        ]
+        with self._lock:
+            self.attachment_events[attachment] = events
         return attachment
 
     def send(self, kind: str, data: dict[str, Any], summary: str | None = None) -> str:
@@ -555,6 +566,17 @@ class OfflineTerminal:
     def pending_ids(self) -> list[str]:
         with self._lock:
             return list(self._state.pending)
+
+    def attachment_outcome(self, attachment: str) -> Literal["stored", "failed"] | None:
+        """What became of a file sent this run: `stored` once a chunk's ack says the box has it whole, `failed`
+        once any chunk was refused (the file is refused as a whole), else None (still on its way)."""
+        with self._lock:
+            acks = [self.acks.get(event_id) for event_id in self.attachment_events.get(attachment, ())]
+        if any(ack is not None and ack.get("ok") and "stored" in (ack.get("detail") or {}) for ack in acks):
+            return "stored"
+        if any(ack is not None and not ack.get("ok") for ack in acks):
+            return "failed"
+        return None
 
     def clear_failures(self) -> None:
         """The clerk has seen the failures."""
@@ -835,10 +857,20 @@ class LinkCutter:
 
 @dataclass(frozen=True, slots=True)
 class DemoResult:
+    """What a demo run came to: its sales, and its attachments (each file once, however many chunks)."""
+
     made: int
     posted: int
     failed: int
-    attachments: int
+    attachments: int = 0
+    attachments_stored: int = 0
+    attachments_failed: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"made {self.made}, posted {self.posted}, failed {self.failed};"
+            f" attachments {self.attachments}, stored {self.attachments_stored}, failed {self.attachments_failed}"
+        )
 
 
 def run_demo(
@@ -850,6 +882,7 @@ def run_demo(
     offline: bool,
     photo: Path | None = None,
     asn: str | None = None,
+    supplier: str | None = None,
     seed: int | None = None,
     display: Display = print,
     timeout: float = 120.0,
@@ -873,19 +906,25 @@ def run_demo(
             cutter.cut()
             display(f"网络已断开 link cut: selling {sell} tickets offline")
         codes = [i.barcode for i in info.items]
-        for _ in range(sell):
+        sales = [
             terminal.sell([(rng.choice(codes), rng.randint(1, 3))], payment=rng.choice(["cash", "wechat", "alipay"]))
-        attached = 0
+            for _ in range(sell)
+        ]
+        files: list[str] = []
         if photo is not None:
-            terminal.attach(photo.read_bytes(), "photo", asn=asn or "DEMO-ASN")
-            attached = 1
+            files.append(
+                terminal.attach(photo.read_bytes(), "photo", asn=asn or "DEMO-ASN", supplier=supplier or "sup-bev")
+            )
         if offline:
             cutter.restore()
             display("网络已恢复 link restored")
         if not terminal.wait_idle(timeout):
             raise TimeoutError(f"{len(terminal.pending_ids())} events still unanswered after {timeout:g} s")
-        failed = len(terminal.failures)
-        return DemoResult(sell, sell - failed, failed, attached)
+        # Counted from this run's own events: failures kept from an earlier run, or of attachment chunks, are not
+        # sales of this run.
+        posted = sum(1 for event_id in sales if terminal.acks[event_id].get("ok"))
+        outcomes = [terminal.attachment_outcome(name) for name in files]
+        return DemoResult(sell, posted, sell - posted, len(files), outcomes.count("stored"), outcomes.count("failed"))
     finally:
         terminal.stop()
         cutter.close()
@@ -901,7 +940,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sell", type=int, default=100, help="tickets to sell")
     parser.add_argument("--offline", action="store_true", help="cut the link while selling, then restore it")
     parser.add_argument("--photo", type=Path, default=None, help="also send this JPEG/PNG as an inspection photo")
-    parser.add_argument("--asn", default=None, help="the ASN id the photo belongs to")
+    parser.add_argument("--asn", default=None, help="the ASN id the photo belongs to (default DEMO-ASN)")
+    parser.add_argument("--supplier", default=None, help="the supplier of that ASN (default sup-bev)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -915,9 +955,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         offline=args.offline,
         photo=args.photo,
         asn=args.asn,
+        supplier=args.supplier,
         seed=args.seed,
     )
-    print(f"made {result.made}, posted {result.posted}, failed {result.failed}, attachments {result.attachments}")
+    print(result.summary())
     return 0
 
 

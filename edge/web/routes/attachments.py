@@ -1,7 +1,8 @@
 """Photos at inspection (拍照验货) and delivery signatures (电子签收) that terminals sent with their events.
 
 Read-only: attachments arrive over MQTT as chunked `evt/attachment` events (docs/offline-terminals.md).
-A receipt draft, an ASN or a receipt lists what its terminals attached to it.
+A receipt draft, a supplier's ASN or a receipt lists what its terminals attached to it. ASN ids are per
+supplier: an ASN is asked for with its supplier.
 """
 
 from typing import Annotated, Any
@@ -14,6 +15,8 @@ from edge.devices.attachments import (
     ASN_ID,
     ATTACHMENTS_DIR,
     EXTENSIONS,
+    SUPPLIER_ID,
+    AttachmentRef,
     Purpose,
     RefKind,
     UnknownAttachment,
@@ -23,7 +26,7 @@ from edge.devices.attachments import (
     list_attachments,
 )
 from edge.web.deps import DEVICE_ID_PATTERN, Deps, Reader, require
-from edge.web.errors import error_responses
+from edge.web.errors import ApiError, error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["attachments"], responses=error_responses(401, 403, 422, 500))
 
@@ -37,6 +40,7 @@ class AttachmentOut(BaseModel):
     purpose: Purpose = Field(description="photo (验货照片) or signature (电子签收)")
     ref_kind: RefKind = Field(description="what it belongs to: draft (收货草稿), asn (发货通知) or receipt (入库单)")
     ref: str = Field(description="the draft id, ASN id or receipt document id the terminal named")
+    supplier: str | None = Field(description="with an ASN: its supplier (ASN ids are per supplier); else null")
     sha256: str
     size: int = Field(description="bytes")
     mime: str = Field(description="sniffed from the bytes: image/jpeg, image/png or image/svg+xml")
@@ -53,20 +57,33 @@ class AttachmentOut(BaseModel):
 def list_all(
     reader: Reader,
     draft: Annotated[int | None, Query(ge=1, le=2**62, description="a receipt draft id")] = None,
-    asn: Annotated[str | None, Query(pattern=ASN_ID, description="an ASN id (发货通知单号)")] = None,
+    asn: Annotated[str | None, Query(pattern=ASN_ID, description="an ASN id (发货通知单号), with `supplier`")] = None,
+    supplier: Annotated[
+        str | None, Query(pattern=SUPPLIER_ID, description="the supplier of `asn` (ASN ids are per supplier)")
+    ] = None,
     receipt: Annotated[int | None, Query(ge=1, le=2**62, description="a receipt's document id")] = None,
     device: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
     purpose: Purpose | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> list[dict[str, Any]]:
-    """Oldest first. With `draft`, `asn` or `receipt`: those linked to any of them, directly or through the
-    receipt draft that ties a draft, its ASN and its posted receipt together."""
-    refs = [
-        (kind, str(value))
-        for kind, value in ((RefKind.DRAFT, draft), (RefKind.ASN, asn), (RefKind.RECEIPT, receipt))
-        if value is not None
-    ]
+    """Oldest first. With `draft`, `asn` (and its `supplier`) or `receipt`: those linked to any of them,
+    directly or through the receipt draft that ties a draft, its supplier's ASN and its posted receipt together."""
+    if (asn is None) != (supplier is None):
+        raise ApiError(
+            422,
+            "validation_error",
+            "发货通知单号须与供应商一起给出 (各供应商的单号可能相同)",
+            "asn and supplier go together (ASN ids are per supplier)",
+            fields=["asn", "supplier"],
+        )
+    refs: list[AttachmentRef] = []
+    if draft is not None:
+        refs.append(AttachmentRef.draft(draft))
+    if asn is not None and supplier is not None:
+        refs.append(AttachmentRef.asn(supplier, asn))
+    if receipt is not None:
+        refs.append(AttachmentRef.receipt(receipt))
     linked = linked_refs(reader, refs) if refs else None
     return list_attachments(reader, refs=linked, device=device, purpose=purpose, limit=limit, offset=offset)
 

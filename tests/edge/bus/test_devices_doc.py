@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.bus.event_kinds import device_event_kinds
 from edge.bus.payloads import Ack
+from edge.ledger.masterdata import add_location
 from tests.edge.bus.conftest import PASSWORDS, STORE, WAIT, Box
 
 DOC = Path(__file__).parents[3] / "docs" / "devices.md"
@@ -25,6 +27,8 @@ def test_every_example_event_in_the_guide_is_posted_or_stored(box: Box) -> None:
         (info.removeprefix("event:"), json.loads(body)) for info, body in _blocks("json") if info.startswith("event:")
     ]
     assert {kind for kind, _ in events} == {"sale", "scan", "temp"}
+    # The cold-room example names the freezer: a location of this store (a reading naming none is refused).
+    box.loop.run(box.writer.execute(add_location, "freezer", "冷冻库", "freezer", "freezer", "frozen"))
     devices = {"sale": box.device("pos-1"), "scan": box.device("pda-1"), "temp": box.device("cold-1")}
     for kind, event in events:
         devices[kind].send(kind, event)
@@ -56,3 +60,42 @@ def test_the_minimal_python_device_in_the_guide_gets_its_sale_acked(box: Box) ->
         client.disconnect()
         client.loop_stop()
     assert box.sql("SELECT COUNT(*) FROM documents WHERE device = 'pos-1'")[0][0] == 1
+
+
+def test_every_list_of_event_kinds_in_the_guide_is_the_boxs_kinds() -> None:
+    text = DOC.read_text("utf-8")
+    kinds = sorted(device_event_kinds())
+    topics = re.search(r"evt/<kind>\s+device -> box\s+event \(([^)]*)\)", text)
+    assert topics is not None and topics.group(1).split(", ") == kinds
+    unknown = re.search(r"^\| `unknown_kind` \| the last topic level is not (.*) \| yes \|$", text, re.MULTILINE)
+    assert unknown is not None and re.findall(r"`([a-z]+)`", unknown.group(1)) == kinds
+    metric = re.search(r"^\| `storebox_ingest_events_total` \| `kind` \((.*)\) \|$", text, re.MULTILINE)
+    assert metric is not None and re.findall(r"`([a-z]+)`", metric.group(1)) == [*kinds, "other"]
+    assert {f"### `evt/{kind}`" for kind in kinds} <= {line.split(" —")[0] for line in text.splitlines()}
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_guide_links_the_device_pages_and_every_link_resolves() -> None:
+    text = DOC.read_text("utf-8")
+    links = re.findall(r"\]\(([^)#\s]+\.md)(?:#([^)]+))?\)", text)
+    pages = {page for page, _ in links}
+    assert pages >= {
+        "fleet.md",
+        "cold-chain.md",
+        "barcodes.md",
+        "scan-to-receive.md",
+        "offline-terminals.md",
+        "firmware-profiles.md",
+        "mqtt5.md",
+        "supplier-api/README.md",
+    }
+    for page, anchor in links:
+        target = DOC.parent / page
+        assert target.is_file(), page
+        if anchor:
+            headings = {_anchor(h) for h in re.findall(r"^#+ (.*)$", target.read_text("utf-8"), re.MULTILINE)}
+            assert anchor in headings, (page, anchor)

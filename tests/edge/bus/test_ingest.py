@@ -122,6 +122,29 @@ def test_temperature_reading_is_stored_once_and_acked_without_a_document(box: Bo
     assert box.sql("SELECT COUNT(*) FROM documents")[0][0] == 1  # the opening receipt only
 
 
+def test_a_reading_naming_an_unknown_location_is_refused_dead_lettered_and_not_stored(box: Box) -> None:
+    sensor = box.device("cold-1")
+    ts = "2024-05-01T10:00:00+08:00"
+    sensor.send("temp", {"id": "t-2", "ts": ts, "data": {"celsius": 30, "location": "nowhere"}})
+    sensor.send("temp", {"id": "t-3", "ts": ts, "data": {"celsius": 3.0, "location": "backroom"}})
+    acks = {a["id"]: a for a in sensor.acks(2)}
+
+    refused = acks["t-2"]
+    assert (refused["ok"], refused["code"], refused["document"], refused["retry"]) == (
+        False,
+        "unknown_location",
+        None,
+        False,
+    )
+    assert "nowhere" in refused["message"] and refused["message_en"] == "unknown location: nowhere"
+    assert acks["t-3"]["ok"] is True  # its neighbour in the batch is stored as usual
+    rows = box.sql("SELECT event_id, location FROM sensor_readings ORDER BY id")
+    assert [tuple(r) for r in rows] == [("t-3", "backroom")]
+    letters = box.sql("SELECT device, event_id, reason_code, reason_en FROM dead_letters")
+    assert [tuple(r) for r in letters] == [("cold-1", "t-2", "unknown_location", "unknown location: nowhere")]
+    assert box.metric("storebox_ingest_dead_letters_total", reason="unknown_location") == 1
+
+
 def test_a_posting_from_any_source_updates_the_retained_stock_topic(box: Box) -> None:
     pda = box.device("pda-1", subscribe=False)
     assert pda.subscribe(stock_topic(STORE, "BREAD")) == [1]

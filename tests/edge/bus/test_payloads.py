@@ -53,6 +53,13 @@ def test_sale_event_becomes_a_sale_keyed_by_device_and_event_id() -> None:
     assert (cmd.payment, cmd.actor, cmd.device) == ("wechat", "pos-1", "pos-1")
 
 
+def test_a_sale_may_name_the_location_it_sells_from() -> None:
+    out = decoded("sale", {"lines": [{"code": "2000001012505"}], "location": "cold"}, device="pos-1")
+    assert out.command is not None and out.command.location == "cold"
+    assert decoded("sale", {"lines": [{"code": "SKU1", "qty": 1}]}).command.location is None  # type: ignore[union-attr]
+    assert rejected("sale", event("e-1", {"lines": [{"code": "SKU1", "qty": 1}], "location": "no where"}))
+
+
 @pytest.mark.parametrize(
     ("mode", "doc_type"),
     [("sale", DocType.SALE), ("count", DocType.STOCKTAKE), ("receive", DocType.RECEIPT)],

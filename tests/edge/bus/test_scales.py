@@ -19,8 +19,8 @@ import pytest
 from edge.bus.payloads import Ack
 from edge.bus.topics import stock_topic
 from edge.devices.barcodes import encode_label
-from edge.ledger.commands import DocType, Line, PostDocument
-from edge.ledger.masterdata import add_item
+from edge.ledger.commands import DocType, Line, PostDocument, PostResult
+from edge.ledger.masterdata import add_item, add_location
 from edge.security.devices import create_device
 from tests.edge.bus.conftest import STORE, WAIT, Box, Device
 
@@ -102,6 +102,51 @@ def test_a_scan_naming_the_scale_sells_its_stable_weight_in_grams_once(scales: B
     assert pork_on_floor(scales) == OPENING_GRAMS - 1250
 
 
+def test_one_stable_reading_books_the_goods_once_and_a_new_reading_again(scales: Box) -> None:
+    scale = scales.device("scale-1", password=SCALE_PASSWORD)
+    pda = scales.device("pda-1")
+    weigh(scale, "w-1", 800)
+    pda.send("scan", event("s-1", {"code": PORK_EAN, "mode": "sale", "scale": "scale-1"}))
+    assert pda.ack("s-1")["ok"] is True
+    for event_id, data in (
+        ("s-2", {"code": PORK_EAN, "mode": "receive", "scale": "scale-1"}),
+        ("s-3", {"code": PORK_EAN, "mode": "count", "scale": "scale-1"}),
+    ):
+        pda.send("scan", event(event_id, data))
+        ack = pda.ack(event_id)
+        assert (ack["ok"], ack["code"], ack["document"]) == (False, "weight_already_taken", None), ack
+        assert "800 g" in ack["message"] and "800 g" in ack["message_en"]
+    assert pork_on_floor(scales) == OPENING_GRAMS - 800
+    weigh(scale, "w-2", 0)  # the goods taken off ...
+    weigh(scale, "w-3", 800)  # ... and the next 800 g put on
+    pda.send("scan", event("s-4", {"code": PORK_EAN, "mode": "sale", "scale": "scale-1"}))
+    assert pda.ack("s-4")["ok"] is True
+    assert pork_on_floor(scales) == OPENING_GRAMS - 1600
+
+
+def add_cold_room(conn: sqlite3.Connection) -> None:
+    add_location(conn, "cold", "冷藏库", "cold room", "cold", "chilled")
+
+
+def test_a_pos_sells_weighed_goods_from_the_cold_room(scales: Box) -> None:
+    async def stock_the_cold_room() -> PostResult:
+        await scales.writer.execute(add_cold_room)
+        return await scales.writer.post(
+            PostDocument(key="cold-pork", type=DocType.RECEIPT, location="cold", lines=(Line("PORK", 5000),))
+        )
+
+    received = scales.loop.run(stock_the_cold_room())
+    assert received.ok, received
+    pos = scales.device("pos-1")
+    label = encode_label("2PPPPPPWWWWWC", 11, grams=1250)
+    pos.send("sale", event("t-1", {"lines": [{"code": label}], "location": "cold"}))
+    ack = pos.ack("t-1")
+    assert ack["ok"] is True, ack
+    cold = scales.sql("SELECT qty FROM balances WHERE sku = 'PORK' AND location = 'cold'")
+    assert int(cold[0][0]) == 5000 - 1250
+    assert pork_on_floor(scales) == OPENING_GRAMS + 5000 - 1250
+
+
 @pytest.mark.parametrize(
     ("reading", "code"),
     [
@@ -142,6 +187,7 @@ def test_weights_from_a_device_that_is_not_a_scale_are_refused(scales: Box) -> N
     pda.send("weight", event("w-1", {"grams": 500, "stable": True}))
     ack = pda.ack("w-1")
     assert (ack["ok"], ack["code"]) == (False, "not_a_scale")
+    assert "handheld" in ack["message"] and "handheld" in ack["message_en"], ack
     assert scales.sql("SELECT COUNT(*) FROM scale_readings")[0][0] == 0
 
 
@@ -180,6 +226,16 @@ def test_a_gs1_label_receives_its_lot_expiry_and_count(scales: Box) -> None:
         (ack["document"],),
     )
     assert tuple(row[0]) == ("MILK-1L", 12, "L270101", "2027-06-30", "sup-1")
+
+
+def test_receiving_an_expired_lot_is_refused_and_books_nothing(scales: Box) -> None:
+    pda = scales.device("pda-1")
+    code = "]d201069012345678921724010110OLD"  # lot OLD, use by 2024-01-01
+    pda.send("scan", event("r-1", {"code": code, "mode": "receive", "location": "backroom", "supplier": "sup-1"}))
+    ack = pda.ack("r-1")
+    assert (ack["ok"], ack["code"], ack["document"]) == (False, "expired", None), ack
+    assert "过期" in ack["message"] and "2024-01-01" in ack["message_en"]
+    assert scales.sql("SELECT COUNT(*) FROM document_lines WHERE lot = 'OLD'")[0][0] == 0
 
 
 # --- the scale examples of docs/devices.md ------------------------------------------------------------------

@@ -4,9 +4,11 @@ expiry, grams, amount), with the store's label formats; disagreements and unread
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,6 +96,82 @@ def test_unreadable_codes_are_invalid_data_in_chinese_and_english() -> None:
         refusal("scan", {"code": code, "mode": "sale"})
 
 
+def test_a_datamatrix_code_read_without_identifier_receives_its_lot_and_expiry() -> None:
+    (line,) = command("scan", {"code": "01069675730163921727011510NOID", "mode": "receive"}).lines
+    assert line == Line("6967573016392", 1, lot="NOID", expiry=date(2027, 1, 15))
+    out = refusal("scan", {"code": "0106967573016392ABC", "mode": "receive"})
+    assert "symbology identifier" in out.message_en and "码制标识符" in out.message
+
+
+def test_receiving_goods_that_expired_before_the_event_s_date_is_refused() -> None:
+    expired = "]d201069012345678921724010110OLD"  # lot OLD, expiry 2024-01-01; the scan is of 2024-05-01
+    out = decode("scan", {"code": expired, "mode": "receive", "location": "backroom"})
+    assert isinstance(out, Rejection) and out.code == "expired", out
+    assert "OLD" in out.message and "过期" in out.message
+    assert "expired 2024-01-01" in out.message_en and "2024-05-01" in out.message_en
+    sent = decode("scan", {"code": "SKU1", "mode": "receive", "lot": "OLD", "expiry": "2024-04-30"})
+    assert isinstance(sent, Rejection) and sent.code == "expired"
+    weighed = decode("scan", {"code": expired, "mode": "receive", "scale": "scale-1"})
+    assert isinstance(weighed, Rejection) and weighed.code == "expired"
+    # The last day is still good; other modes are the ledger's business (a sale refuses an expired lot).
+    assert command("scan", {"code": "SKU1", "mode": "receive", "expiry": "2024-05-01"}).lines[0].expiry == date(
+        2024, 5, 1
+    )
+    assert command("scan", {"code": expired, "mode": "count"}).lines[0].lot == "OLD"
+
+
+_IDENTIFIERS = {"qty", "scale", "price_fen", "reason", "reason_text", "expiry", "supplier", "lot", "code", "data"}
+
+
+def untranslated(message: str) -> list[str]:
+    """Runs of three or more English words left in a Chinese message (quoted values and field names aside)."""
+    text = re.sub(r"'[^']*'", "", message)
+    return [run for run in re.findall(r"[A-Za-z]+(?: [A-Za-z]+){2,}", text) if set(run.split()) - _IDENTIFIERS]
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        ("scan", {"code": "SKU1", "mode": "sale", "qty": 2, "scale": "scale-1"}),
+        ("scan", {"code": encode_label("2PPPPPPWWWWWC", 1, grams=0), "mode": "sale"}),
+        ("scan", {"code": "]C101069012345678921725063010CODELOT", "mode": "receive", "lot": "EVLOT"}),
+        ("scan", {"code": GS1_CARTON, "mode": "receive", "expiry": "2025-07-01"}),
+        ("sale", {"lines": [{"code": "SKU1", "qty": 1}, {"code": PRICED_LABEL, "price_fen": 100}]}),
+        ("sale", {"lines": [{"code": "6901234567892"}]}),
+        ("scan", {"code": WEIGHT_LABEL, "mode": "sale", "scale": "scale-1"}),
+        ("scan", {"code": "SKU1", "mode": "sale", "qty": 0}),
+        ("scan", {"code": "SKU1", "mode": "return"}),
+        ("scan", {"code": "SKU1", "mode": "return", "reason": "other"}),
+        ("scan", {"code": "SKU1", "mode": "sale", "reason": "quality"}),
+        ("scan", {"code": "SKU1", "mode": "sale", "supplier": "sup-1"}),
+        ("scan", {"code": "SKU1", "mode": "count", "price_fen": 1}),
+        ("scan", {"code": "SKU1", "mode": "receive", "expiry": "2024-02-30"}),
+        ("scan", {"code": "SKU1", "mode": "bogus", "qty": "2", "colour": "red"}),
+        ("scan", {"code": "x" * 300, "mode": "sale"}),
+        ("sale", {"lines": [], "payment": "bitcoin"}),
+        ("sale", {"lines": [{"code": "SKU1", "qty": 1}], "location": "no where"}),
+        ("weight", {"grams": 1.5, "stable": "yes"}),
+        ("weight", {"grams": 10**12, "stable": True, "status": ""}),
+    ],
+)
+def test_every_refusal_says_why_in_chinese_and_in_english(kind: str, data: dict[str, Any]) -> None:
+    out = decode_event(
+        "pda-1", kind, json.dumps({"id": "e-1", "ts": TS, "data": data}).encode(), kinds=device_event_kinds()
+    )
+    assert isinstance(out, Rejection), out
+    assert re.search(r"[\u4e00-\u9fff]", out.message.split(":", 1)[1]), out.message
+    assert "Value error" not in out.message and "Input should" not in out.message, out.message
+    assert untranslated(out.message) == [], out.message
+    assert out.message_en.startswith(f"invalid {kind} event data: ") and out.message_en != out.message
+
+
+def test_envelope_and_json_refusals_say_why_in_chinese() -> None:
+    for body in (b'{"id": "e-1", "ts": "yesterday", "data": {}}', b'{"id": "a", "id": "b"}', b"{nope", b"[1, NaN]"):
+        out = decode_event("pda-1", "scan", body)
+        assert isinstance(out, Rejection)
+        assert untranslated(out.message) == [] and "Expecting" not in out.message, out.message
+
+
 def test_the_store_s_label_formats_come_from_its_settings() -> None:
     settings = Settings(scale_label_formats=("22PPPPPMMMMMC",))
     options = decode_options(settings)
@@ -138,6 +216,7 @@ def test_any_scan_or_sale_with_any_code_is_a_command_a_job_or_invalid_data(
         )
         if isinstance(out, Rejection):
             assert out.code == "invalid_data" and out.message and out.message_en
+            assert re.search(r"[\u4e00-\u9fff]", out.message) and "Value error" not in out.message
             continue
         assert (out.command is None) != (out.job is None)
         lines = out.command.lines if out.command else out.job.args[0].lines  # type: ignore[union-attr]

@@ -152,6 +152,20 @@ def test_every_problem_is_reported_with_its_line_and_nothing_is_written(conn: sq
     assert rows(conn) == {"asns": 0, "asn_lines": 0, "asn_revisions": 0}
 
 
+def test_a_barcode_with_a_wrong_check_digit_is_an_invalid_code_not_an_unknown_item(
+    conn: sqlite3.Connection, po: int
+) -> None:
+    misread = COLA_CASE[:-1] + str((int(COLA_CASE[-1]) + 1) % 10)
+    for code in (misread, "6967573016393"):
+        with pytest.raises(AsnRejected) as caught:
+            record(conn, good(po, lines=(AsnLine(code, 1),)))
+        (problem,) = caught.value.problems
+        assert (problem.line, problem.code) == (1, "invalid_code"), problem
+        assert "校验位" in problem.message and "check digit" in problem.message_en
+    assert "(expected 2)" in problem.message_en
+    assert rows(conn) == {"asns": 0, "asn_lines": 0, "asn_revisions": 0}
+
+
 def test_problems_unpack_as_tuples_and_survive_the_writer_pipe(conn: sqlite3.Connection, po: int) -> None:
     with pytest.raises(AsnRejected) as caught:
         record(conn, good(po, lines=(AsnLine("NOPE", 1),)))

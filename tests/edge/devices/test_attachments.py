@@ -38,7 +38,7 @@ from edge.devices.attachments import (
     OPTIONS_KEY,
     TEMP_DIR,
     AttachmentLimits,
-    RefKind,
+    AttachmentRef,
     attachment_path,
     get_attachment,
     list_attachments,
@@ -180,7 +180,7 @@ def chunks(
         {
             "attachment": attachment,
             "purpose": purpose,
-            **(ref or {"asn": "ASN-2024-0001"}),
+            **(ref or {"asn": "ASN-2024-0001", "supplier": "sup-1"}),
             "seq": seq,
             "count": len(pieces),
             "size": len(content) if declared_size is None else declared_size,
@@ -219,17 +219,20 @@ def test_photo_in_chunks_is_stored_whole_once_checked_and_linked_to_its_asn(box:
     stored = get_attachment(box.conn, last.detail["stored"])
     assert stored is not None
     assert stored["mime"] == "image/jpeg" and stored["size"] == len(photo)
-    assert (stored["device"], stored["purpose"], stored["ref_kind"], stored["ref"]) == (
+    assert (stored["device"], stored["purpose"], stored["ref_kind"], stored["ref"], stored["supplier"]) == (
         "pda-1",
         "photo",
         "asn",
         "ASN-2024-0001",
+        "sup-1",
     )
-    assert last.detail["asn"] == "ASN-2024-0001" and last.detail["sha256"] == hashlib.sha256(photo).hexdigest()
+    assert (last.detail["asn"], last.detail["supplier"]) == ("ASN-2024-0001", "sup-1")
+    assert last.detail["sha256"] == hashlib.sha256(photo).hexdigest()
     assert attachment_path(box.root, stored["sha256"], "image/jpeg").read_bytes() == photo
     assert box.count("attachment_chunks") == 0
-    assert list_attachments(box.conn, refs=[(RefKind.ASN, "ASN-2024-0001")]) == [stored]
-    assert list_attachments(box.conn, refs=[(RefKind.DRAFT, "1")]) == []
+    assert list_attachments(box.conn, refs=[AttachmentRef.asn("sup-1", "ASN-2024-0001")]) == [stored]
+    assert list_attachments(box.conn, refs=[AttachmentRef.asn("sup-2", "ASN-2024-0001")]) == []  # another shipment
+    assert list_attachments(box.conn, refs=[AttachmentRef.draft(1)]) == []
     box.assert_consistent()
 
 
@@ -251,7 +254,7 @@ def test_signature_as_svg_strokes_or_png_is_taken(box: Box) -> None:
     for name, content in (("sig-svg", SIGNATURE_SVG), ("sig-png", png_bytes(300, 100))):
         outcomes = [box.send(c) for c in chunks(content, name, purpose="signature", ref={"draft": 12}, size=150)]
         assert ok(outcomes[-1]).detail is not None
-    mimes = {r["attachment"]: r["mime"] for r in list_attachments(box.conn, refs=[(RefKind.DRAFT, "12")])}
+    mimes = {r["attachment"]: r["mime"] for r in list_attachments(box.conn, refs=[AttachmentRef.draft(12)])}
     assert mimes == {"sig-svg": "image/svg+xml", "sig-png": "image/png"}
     box.assert_consistent()
 
@@ -300,6 +303,7 @@ def test_random_bytes_with_a_matching_hash_are_refused_by_their_type(box: Box) -
         ok(box.send(part))
     outcome = refused(box.send(chunks(garbage)[-1]), "attachment_type_refused")
     assert outcome.detail is not None and outcome.detail["allowed"] == ["image/jpeg", "image/png"]
+    assert outcome.message_en == "unsupported file type for the inspection photo: only image/jpeg, image/png"
     assert box.files() == [] and box.count("attachments") == 0
 
 
@@ -346,6 +350,8 @@ def test_a_chunk_that_disagrees_with_its_upload_is_refused_alone(box: Box) -> No
     wrong = {**parts[1], "asn": "ASN-OTHER"}
     outcome = refused(box.send(wrong), "attachment_mismatch")
     assert outcome.detail is not None and outcome.detail["fields"] == ["ref"]
+    other_supplier = refused(box.send({**parts[1], "supplier": "sup-2"}), "attachment_mismatch")
+    assert other_supplier.detail is not None and other_supplier.detail["fields"] == ["supplier"]
     conflict = {**parts[1], "data": base64.b64encode(b"x" * len(base64.b64decode(parts[1]["data"]))).decode()}
     ok(box.send(parts[1]))
     refused(box.send(conflict), "attachment_chunk_conflict")
@@ -379,6 +385,9 @@ def test_a_terminal_may_keep_only_so_many_uploads_open(box: Box) -> None:
         ({"count": 5000, "size": 10}, "cannot hold"),
         ({"size": 1}, "larger than the whole file"),
         ({"asn": None}, "exactly one"),
+        ({"supplier": None}, "needs its supplier"),
+        ({"asn": None, "draft": 5}, "supplier goes with asn only"),
+        ({"supplier": "has space"}, "supplier"),
         ({"draft": 5}, "exactly one"),
         ({"sha256": "ABC"}, "sha256"),
         ({"purpose": "selfie"}, "purpose"),
@@ -521,6 +530,7 @@ CHUNK_FIELDS = (
     "purpose",
     "draft",
     "asn",
+    "supplier",
     "receipt",
     "seq",
     "count",
@@ -580,6 +590,7 @@ def test_any_sequence_of_garbage_chunks_leaves_only_whole_checked_files(
     for data in sequence:
         if "asn" in data:
             data["asn"] = f"ASN-{data['asn']}"
+            data["supplier"] = f"sup-{data['seq'] % 2 + 1}"  # the same ASN id from two suppliers now and then
         outcome = box.send(data, device=device)
         assert isinstance(outcome, JobOutcome | Rejection)
         if isinstance(outcome, JobOutcome) and not outcome.ok:
@@ -612,3 +623,30 @@ def test_a_whole_file_in_any_order_with_resends_is_stored_exactly_once(
     rows = list_attachments(box.conn, device=device)
     assert len(rows) == 1
     assert attachment_path(box.root, rows[0]["sha256"], rows[0]["mime"]).read_bytes() == content
+
+
+def test_files_sent_before_the_supplier_was_named_get_it_where_the_asn_id_is_one_suppliers(box: Box) -> None:
+    """The backfill of migration 0006: an ASN id only one supplier used gets that supplier, a shared one none."""
+    from edge.db import _split_statements
+
+    conn = box.conn
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO suppliers (id, name) VALUES ('sup-bev', 'b'), ('sup-cold', 'c')")
+    conn.execute(
+        "INSERT INTO delivery_notes (supplier, nonce, note_hash, asn_id, po_id, key_id, issued_at, first_seen)"
+        " VALUES ('sup-bev', 'n1', 'h1', 'DN-B-51', 1, 'k', 't', 't'), ('sup-cold', 'n2', 'h2', 'DN-B-51', 1, 'k',"
+        " 't', 't'), ('sup-bev', 'n3', 'h3', 'DN-B-52', 1, 'k', 't', 't')"
+    )
+    for n, ref in enumerate(("DN-B-51", "DN-B-52", "DN-X")):
+        conn.execute(
+            "INSERT INTO attachments (device, attachment, purpose, ref_kind, ref, sha256, size, mime, taken_at,"
+            " stored_at) VALUES ('pda-1', ?, 'photo', 'asn', ?, ?, 1, 'image/png', 't', 't')",
+            (f"old-{n}", ref, f"{n}" * 64),
+        )
+    sql = (Path(__file__).parents[3] / "edge/devices/migrations/0006_attachment_supplier.sql").read_text("utf-8")
+    for statement in _split_statements(sql):
+        if statement.lstrip("-\n ").startswith("UPDATE") or "\nUPDATE" in statement:
+            conn.execute(statement)
+    conn.execute("COMMIT")
+    rows = conn.execute("SELECT ref, supplier FROM attachments ORDER BY id").fetchall()
+    assert [tuple(r) for r in rows] == [("DN-B-51", None), ("DN-B-52", "sup-bev"), ("DN-X", None)]

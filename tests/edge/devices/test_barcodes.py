@@ -171,6 +171,30 @@ def test_two_digit_years_follow_the_gs1_sliding_century_when_today_is_known() ->
     assert interpret_code("010690123456789217" + "010101", today=date(2060, 1, 1)).expiry == date(2101, 1, 1)
 
 
+def test_a_datamatrix_read_without_identifier_with_its_lot_last_is_gs1() -> None:
+    # The usual DataMatrix layout: fixed-length fields first, the variable-length lot last, so no GS is needed.
+    read = interpret_code("01069675730163921727011510NOID", today=TODAY)
+    assert (read.kind, read.item_code, read.lot, read.expiry) == (
+        CodeKind.GS1,
+        "6967573016392",
+        "NOID",
+        date(2027, 1, 15),
+    )
+    assert interpret_code(f"0106967573016392{GS}10AB-1{GS}21X9").serial == "X9"
+    assert interpret_code("0206901234567892376").count == 6
+
+
+def test_a_code_that_starts_like_a_bare_gs1_string_but_does_not_read_is_refused_saying_so() -> None:
+    with pytest.raises(BarcodeError) as caught:
+        interpret_code("0106967573016392ABC")  # a right GTIN, then no application identifier
+    assert "symbology identifier" in caught.value.message_en and "码制标识符" in caught.value.message
+    with pytest.raises(BarcodeError, match="check digit") as misread:
+        interpret_code("01069675730163931727011510NOID")  # a GS1 string whose GTIN was misread
+    assert "应为 2" in misread.value.message
+    # A wrong GTIN and no GS1 string after it: an internal code that only starts like one.
+    assert interpret_code("0106967573016393ABC").kind is CodeKind.PLAIN
+
+
 def test_a_logistic_label_with_contained_gtin_and_count_gives_pieces() -> None:
     read = interpret_code(f"]C10206901234567892376{GS}10L1")
     assert (read.item_code, read.count, read.unit, read.quantity(2), read.lot) == ("6901234567892", 6, None, 12, "L1")

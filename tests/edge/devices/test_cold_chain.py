@@ -344,11 +344,22 @@ def test_pruning_drops_old_raw_readings_and_minute_rollups_but_keeps_quarter_hou
     assert conn.execute("SELECT COUNT(*) FROM temperature_rollups WHERE period = 900").fetchone()[0] == 1
 
 
-def test_readings_in_an_ambient_or_unknown_room_raise_no_excursion(conn: sqlite3.Connection) -> None:
+def test_readings_in_an_ambient_room_raise_no_excursion(conn: sqlite3.Connection) -> None:
     read(conn, "roam-1", T0, 30.0, location="floor")
-    read(conn, "roam-1", T0 + timedelta(minutes=1), 30.0, location="dock-9")
     assert run(conn, T0 + timedelta(hours=1)) == []
-    assert conn.execute("SELECT COUNT(*) FROM temperature_rollups WHERE period = 60").fetchone()[0] == 2
+    assert conn.execute("SELECT COUNT(*) FROM temperature_rollups WHERE period = 60").fetchone()[0] == 1
+
+
+def test_a_reading_naming_an_unknown_room_is_refused_and_not_stored(conn: sqlite3.Connection) -> None:
+    unknown = TemperatureReading("roam-1", "r-1", T0.astimezone(CST), "dock-9", 30000)
+    known = TemperatureReading("roam-1", "r-2", T0.astimezone(CST), "cold", 3000)
+    placed = TemperatureReading("cold-1", "r-3", T0.astimezone(CST), None, 3000)
+    conn.execute("BEGIN")
+    refused = insert_readings(conn, [unknown, known, placed], T0)
+    conn.execute("COMMIT")
+    assert refused == [unknown]
+    rows = conn.execute("SELECT event_id, location FROM sensor_readings ORDER BY id")
+    assert [tuple(r) for r in rows] == [("r-2", "cold"), ("r-3", "cold")]
 
 
 # --- docs/cold-chain.md -------------------------------------------------------------------------------

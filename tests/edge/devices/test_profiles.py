@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from edge.bus.event_kinds import device_event_kinds
+from edge.bus.event_kinds import decode_options, device_event_kinds
 from edge.bus.payloads import DecodedEvent, decode_event
 from edge.cli import app
+from edge.config import Settings
 from edge.devices.frames import DeviceError, Reading, Reply, parse_frame
 from edge.devices.profiles import (
     Profile,
@@ -40,7 +41,7 @@ SHIPPED = {
     "cn-retail-scale-continuous": ("scale", ("weight",)),
     "mettler-toledo-continuous": ("scale", ("weight",)),
     "mqtt-cold-room-sensor": ("sensor", ("temp",)),
-    "mqtt-handheld-pda": ("handheld", ("scan",)),
+    "mqtt-handheld-pda": ("handheld", ("scan", "sale", "receive", "attachment")),
     "mqtt-pos": ("pos", ("sale",)),
 }
 
@@ -119,8 +120,9 @@ def test_the_documented_serial_devices_setting_is_valid() -> None:
     assert {e["profile"] for e in entries} <= set(read_profiles().profiles)
 
 
-def test_mqtt_profiles_examples_are_accepted_by_the_box() -> None:
+def test_mqtt_profiles_examples_are_accepted_by_the_box(tmp_path: Path) -> None:
     kinds = device_event_kinds()
+    options = decode_options(Settings(data_dir=tmp_path))  # the box's decoding settings (attachments need them)
     catalog = read_profiles()
     mqtt_profiles = [p for p in catalog.profiles.values() if p.transport is TransportKind.MQTT]
     assert len(mqtt_profiles) == 3
@@ -129,8 +131,14 @@ def test_mqtt_profiles_examples_are_accepted_by_the_box() -> None:
             payload = json.dumps(
                 {"id": f"{profile.id}-{n}", "ts": "2024-05-01T10:00:00+08:00", "data": published.example}
             )
-            decoded = decode_event("dev-1", published.kind, payload.encode(), kinds=kinds)
+            decoded = decode_event("dev-1", published.kind, payload.encode(), kinds=kinds, options=options)
             assert isinstance(decoded, DecodedEvent), (profile.id, decoded)
+
+
+def test_the_handheld_profile_lists_every_event_a_handheld_sends() -> None:
+    handheld = read_profiles().profiles["mqtt-handheld-pda"]
+    assert set(handheld.emits) == {"scan", "sale", "receive", "attachment"}
+    assert set(handheld.emits) <= set(device_event_kinds())
 
 
 # --- refusals with file, line and reason ----------------------------------------------------------------
@@ -254,6 +262,21 @@ def test_storebox_profiles_list_shows_events_commands_and_manual() -> None:
     assert rows["mqtt-pos"]["transport"] == "mqtt" and rows["mqtt-pos"]["manual"]["section"]
     text = CliRunner().invoke(app, ["profiles", "list"])
     assert "serial-barcode-scanner  [scanner, serial]  evt: scan" in text.output
+
+
+def test_storebox_profiles_list_and_check_read_the_folder_of_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "test-scale.yaml").write_text(GOOD, "utf-8")
+    env = {"STOREBOX_CONFIG": "", "STOREBOX_FIRMWARE_PROFILES_DIR": str(tmp_path)}
+    listed = CliRunner().invoke(app, ["profiles", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert [row["id"] for row in json.loads(listed.output)] == ["test-scale"]
+    checked = CliRunner().invoke(app, ["profiles", "check"], env=env)
+    assert checked.exit_code == 0, checked.output
+    assert f"1 profiles ok in {tmp_path}: test-scale" in checked.output
+    (tmp_path / "test-scale.yaml").write_text(GOOD.replace("baudrate: 9600", "baudrate: fast"), "utf-8")
+    assert CliRunner().invoke(app, ["profiles", "check"], env=env).exit_code == 2
+    shipped = CliRunner().invoke(app, ["profiles", "check", str(shipped_profiles_dir())], env=env)
+    assert shipped.exit_code == 0 and "7 profiles ok" in shipped.output  # a folder named wins over the setting
 
 
 @settings(max_examples=150, deadline=None)

@@ -249,6 +249,24 @@ def test_each_scan_says_how_the_item_stands_against_the_note(store: dict[str, An
     assert act(conn, ScanGoods(draft, "F1", lot="F2611")).detail["expiry"] == DUMPLING_EXPIRY.isoformat()
 
 
+def test_the_running_count_is_what_will_be_received_and_says_so_when_some_will_not(store: dict[str, Any]) -> None:
+    draft, _ = open_note(store)
+    conn = store["conn"]
+    good = act(conn, ScanGoods(draft, MILK_CARTON, qty=20, lot="M2611"))
+    assert (good.detail["scanned"], good.detail["booked"]) == (20, 20)
+    assert good.message_en == "M1: scanned 20 of 24 盒"
+    old = act(conn, ScanGoods(draft, MILK_CARTON, qty=3, lot="M0001", expiry=TODAY - timedelta(days=1)))
+    assert (old.detail["scanned"], old.detail["booked"], old.detail["status"]) == (23, 20, "expired")
+    assert old.message == "鲜牛奶 250ml: 可入库 20/24 盒 (已扫 23, 其中 3 过期或不在订单上, 不入库)"
+    assert old.message_en == "M1: 20 of 24 盒 to receive (23 scanned, 3 expired or not on the PO: not received)"
+    stray = act(conn, ScanGoods(draft, "G1", qty=2))
+    assert (stray.detail["scanned"], stray.detail["booked"], stray.detail["status"]) == (2, 0, "not_on_po")
+    assert "0 of 0" in stray.message_en and "2 scanned" in stray.message_en
+    # Over is counted on what will be received: 3 expired cartons do not make 23 + 3 over 24.
+    more = act(conn, ScanGoods(draft, MILK_CARTON, qty=4, lot="M2611"))
+    assert (more.detail["booked"], more.detail["status"]) == (24, "ok")
+
+
 def test_a_negative_scan_takes_back_but_never_below_zero(store: dict[str, Any]) -> None:
     draft, _ = open_note(store)
     conn = store["conn"]
@@ -364,6 +382,60 @@ def test_confirm_reports_short_over_wrong_lot_expired_and_not_on_po(store: dict[
         ("M1", 20, "M2611"),
     ]
     assert "6 differences" in done.message_en
+
+
+def test_goods_not_on_the_po_are_reported_with_their_lot_and_expiry(store: dict[str, Any]) -> None:
+    conn = store["conn"]
+    draft, _ = open_note(store)
+    act(conn, ScanGoods(draft, COLA_CASE, qty=2))
+    act(conn, ScanGoods(draft, "G1", qty=5, lot="G2611", expiry=TODAY + timedelta(days=90)))
+    act(conn, ScanGoods(draft, "G1", qty=1, lot="G2612"))
+    done = act(conn, ConfirmDraft(draft, as_announced=True))
+    stray = [d for d in done.detail["differences"] if d["kind"] == "not_on_po"]
+    assert stray == [
+        {
+            "kind": "not_on_po",
+            "sku": "G1",
+            "expected": 0,
+            "received": 5,
+            "lot": "G2611",
+            "expiry": (TODAY + timedelta(days=90)).isoformat(),
+            "line_no": None,
+        },
+        {
+            "kind": "not_on_po",
+            "sku": "G1",
+            "expected": 0,
+            "received": 1,
+            "lot": "G2612",
+            "expiry": None,
+            "line_no": None,
+        },
+    ]
+
+
+def test_the_asn_records_what_differs_from_the_asn_not_only_from_the_note(store: dict[str, Any]) -> None:
+    conn = store["conn"]
+    asn = AsnInput(
+        "ASN-1",
+        store["po_id"],
+        TODAY,
+        (
+            AsnLine(COLA_CASE, 2),
+            AsnLine(MILK_CARTON, 20, lot="M2611", expiry=MILK_EXPIRY),  # the note says 24
+            AsnLine("F1", 10, lot="F2611", expiry=DUMPLING_EXPIRY),
+        ),
+    )
+    in_tx(conn, record_asn, "sup1", asn, NOW)
+    draft, opened = open_note(store)
+    assert opened.detail["asn_matches"] is False
+    done = act(conn, ConfirmDraft(draft, as_announced=True))  # everything as the note announced it
+    assert done.detail["differences"] == []
+    over = {"kind": "over", "sku": "M1", "expected": 20, "received": 24, "lot": "M2611"}
+    assert [{k: d[k] for k in over} for d in done.detail["asn_differences"]] == [over]
+    recorded = conn.execute("SELECT differences FROM asns WHERE supplier = 'sup1' AND asn_id = 'ASN-1'").fetchone()
+    assert [{k: d[k] for k in over} for d in json.loads(recorded[0])] == [over]
+    assert json.loads(recorded[0])[0]["line_no"] == 2  # the ASN's own line
 
 
 def test_plain_scans_fill_the_announced_lots_in_note_order(store: dict[str, Any]) -> None:

@@ -139,6 +139,9 @@ def test_the_weight_job_keeps_a_scale_s_reading_and_refuses_other_devices(conn: 
     refused = in_transaction(conn, record_weight, ctx(), "pda-1", "w-2", at, 999, True, None)
     assert (refused.ok, refused.code) == (False, "not_a_scale")
     assert latest_reading(conn, "pda-1") is None
+    # The refusal names the device's own kind, in both languages.
+    assert "handheld" in refused.message and "handheld" in refused.message_en, refused
+    assert "类型 scale" not in refused.message and refused.detail == {"device": "pda-1", "kind": "handheld"}
 
 
 def test_weight_events_decode_to_the_weight_job_and_garbage_is_refused() -> None:
@@ -218,6 +221,61 @@ def test_a_weighed_scan_that_cannot_take_the_weight_posts_nothing(
     outcome = in_transaction(conn, fn, ctx(NOW + timedelta(seconds=scan_age_s)), *args)
     assert (outcome.ok, outcome.code, outcome.document, outcome.post_results) == (False, code, None, ())
     assert conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 0
+
+
+def weighed_scan(conn: sqlite3.Connection, event_id: str, data: dict[str, Any]) -> Any:
+    body = json.dumps({"id": event_id, "ts": NOW.isoformat(), "data": data}).encode()
+    decoded = decode_event("pda-1", "scan", body, kinds=KINDS)
+    assert isinstance(decoded, DecodedEvent) and decoded.job is not None, decoded
+    return in_transaction(conn, decoded.job.fn, ctx(), *decoded.job.args)
+
+
+def test_a_stable_reading_is_taken_once(conn: sqlite3.Connection) -> None:
+    in_transaction(conn, record_reading, reading(800))
+    received = weighed_scan(conn, "s-1", {"code": "R1", "mode": "receive", "scale": "scale-1", "supplier": "sup1"})
+    assert received.ok and received.detail == {"scale": "scale-1", "grams": 800}, received
+    documents = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+    for n, mode in enumerate(("sale", "count", "receive")):
+        again = weighed_scan(conn, f"s-{n + 2}", {"code": "R1", "mode": mode, "scale": "scale-1"})
+        assert (again.ok, again.code, again.document) == (False, "weight_already_taken", None), again
+        assert "800 g" in again.message and "800 g" in again.message_en
+        assert again.detail["taken_by"] == "dev:pda-1:s-1"
+    assert conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == documents
+    with pytest.raises(weights.WeightAlreadyTaken):  # a receipt draft takes by the same rule
+        in_transaction(conn, take_stable_weight, "scale-1", NOW)
+
+
+def test_the_same_stable_weight_sent_again_stays_taken_and_a_new_reading_can_be_taken(
+    conn: sqlite3.Connection,
+) -> None:
+    def weighed(event_id: str, grams: int, *, stable: bool = True) -> ScaleReading:
+        return ScaleReading("scale-1", grams, stable, None, NOW - timedelta(seconds=1), NOW, event_id)
+
+    in_transaction(conn, record_reading, weighed("w-1", 800))
+    assert in_transaction(conn, take_stable_weight, "scale-1", NOW, 120) == 800
+    in_transaction(conn, record_reading, weighed("w-2", 800))  # the scale repeats itself: the same goods
+    with pytest.raises(weights.WeightAlreadyTaken):
+        in_transaction(conn, take_stable_weight, "scale-1", NOW, 120)
+    in_transaction(conn, record_reading, weighed("w-3", 800, stable=False))  # taken off (moving) ...
+    in_transaction(conn, record_reading, weighed("w-4", 800))  # ... and put back on
+    assert in_transaction(conn, take_stable_weight, "scale-1", NOW, 120) == 800
+    in_transaction(conn, record_reading, weighed("w-5", 650))  # another stable weight
+    assert in_transaction(conn, take_stable_weight, "scale-1", NOW, 120) == 650
+
+
+def test_a_scan_the_ledger_refuses_does_not_use_up_the_reading(conn: sqlite3.Connection) -> None:
+    in_transaction(conn, record_reading, reading(10**6))
+    refused = weighed_scan(conn, "s-1", {"code": "R1", "mode": "sale", "scale": "scale-1"})
+    assert (refused.ok, refused.code) == (False, "insufficient_stock"), refused
+    received = weighed_scan(conn, "s-2", {"code": "R1", "mode": "receive", "scale": "scale-1"})
+    assert received.ok, received
+
+
+def test_an_empty_scale_is_never_used_up_by_counts(conn: sqlite3.Connection) -> None:
+    in_transaction(conn, record_reading, reading(0))
+    for n in range(2):
+        counted = weighed_scan(conn, f"s-{n}", {"code": "R1", "mode": "count", "scale": "scale-1"})
+        assert counted.ok and counted.detail == {"scale": "scale-1", "grams": 0}, counted
 
 
 def test_a_count_on_an_empty_scale_counts_zero(conn: sqlite3.Connection) -> None:

@@ -57,18 +57,19 @@ async def attach(box: Box, device: str, name: str, content: bytes, purpose: str,
 
 
 async def test_a_receipts_photos_and_signature_are_listed_by_what_they_belong_to(box: Box) -> None:
-    first = await attach(box, "pda-1", "ph-1", photo(10), "photo", asn="ASN-9")
+    first = await attach(box, "pda-1", "ph-1", photo(10), "photo", asn="ASN-9", supplier="sup-1")
     await attach(box, "pda-1", "ph-2", photo(20), "photo", draft=4)
-    sig = await attach(box, "pda-2", "sig-1", SIGNATURE, "signature", asn="ASN-9")
+    sig = await attach(box, "pda-2", "sig-1", SIGNATURE, "signature", asn="ASN-9", supplier="sup-1")
     await attach(box, "pda-2", "ph-3", photo(30), "photo", receipt=77)
 
     clerk = box.auth(Role.CLERK)
-    by_asn = (await box.client.get("/api/v1/attachments", params={"asn": "ASN-9"}, headers=clerk)).json()
+    asn_9 = {"asn": "ASN-9", "supplier": "sup-1"}
+    by_asn = (await box.client.get("/api/v1/attachments", params=asn_9, headers=clerk)).json()
     assert [(a["attachment"], a["purpose"], a["mime"]) for a in by_asn] == [
         ("ph-1", "photo", "image/jpeg"),
         ("sig-1", "signature", "image/svg+xml"),
     ]
-    either = await box.client.get("/api/v1/attachments", params={"asn": "ASN-9", "draft": 4}, headers=clerk)
+    either = await box.client.get("/api/v1/attachments", params={**asn_9, "draft": 4}, headers=clerk)
     assert [a["attachment"] for a in either.json()] == ["ph-1", "ph-2", "sig-1"]
     receipt = await box.client.get("/api/v1/attachments", params={"receipt": 77}, headers=clerk)
     assert [a["attachment"] for a in receipt.json()] == ["ph-3"]
@@ -88,6 +89,7 @@ async def test_a_receipts_photos_and_signature_are_listed_by_what_they_belong_to
         "purpose": "photo",
         "ref_kind": "asn",
         "ref": "ASN-9",
+        "supplier": "sup-1",
         "sha256": hashlib.sha256(photo(10)).hexdigest(),
         "size": len(photo(10)),
         "mime": "image/jpeg",
@@ -109,13 +111,15 @@ async def test_unknown_or_lost_attachments_are_404_and_bad_filters_422(box: Box)
     clerk = box.auth(Role.CLERK)
     missing = await box.client.get("/api/v1/attachments/999", headers=clerk)
     assert missing.status_code == 404 and assert_error_shape(missing)["code"] == "unknown_attachment"
-    stored = await attach(box, "pda-1", "ph-1", photo(40), "photo", asn="A-1")
+    stored = await attach(box, "pda-1", "ph-1", photo(40), "photo", asn="A-1", supplier="sup-1")
     for path in (box.db_path.parent / ATTACHMENTS_DIR).glob("??/*"):
         path.unlink()  # removed by hand on the box
     lost = await box.client.get(f"/api/v1/attachments/{stored['stored']}/file", headers=clerk)
     assert lost.status_code == 404 and assert_error_shape(lost)["code"] == "unknown_attachment"
-    bad = await box.client.get("/api/v1/attachments", params={"asn": "has space"}, headers=clerk)
+    bad = await box.client.get("/api/v1/attachments", params={"asn": "has space", "supplier": "sup-1"}, headers=clerk)
     assert bad.status_code == 422
+    alone = await box.client.get("/api/v1/attachments", params={"asn": "A-1"}, headers=clerk)
+    assert alone.status_code == 422 and assert_error_shape(alone)["detail"] == {"fields": ["asn", "supplier"]}
     assert (await box.client.get("/api/v1/attachments", params={"purpose": "selfie"}, headers=clerk)).status_code == 422
 
 
@@ -126,9 +130,9 @@ async def test_a_photo_sent_offline_with_the_asn_id_is_listed_with_the_draft_and
     assert po.status_code == 201, po.text
     receipt_id = await box.receive("COLA", 24)
     # The handheld knew only the delivery note's ASN id; then a draft of that ASN was opened and confirmed.
-    offline = await attach(box, "pda-1", "ph-offline", photo(50), "photo", asn="ASN-42")
+    offline = await attach(box, "pda-1", "ph-offline", photo(50), "photo", asn="ASN-42", supplier="sup-1")
     later = await attach(box, "pda-1", "sig-later", SIGNATURE, "signature", draft=7)
-    await attach(box, "pda-1", "ph-other", photo(60), "photo", asn="ASN-43")
+    await attach(box, "pda-1", "ph-other", photo(60), "photo", asn="ASN-43", supplier="sup-1")
     conn = connect(box.db_path)
     try:
         conn.execute(
@@ -139,6 +143,36 @@ async def test_a_photo_sent_offline_with_the_asn_id_is_listed_with_the_draft_and
     finally:
         conn.close()
     clerk = box.auth(Role.CLERK)
-    for params in ({"draft": 7}, {"asn": "ASN-42"}, {"receipt": receipt_id}):
+    for params in ({"draft": 7}, {"asn": "ASN-42", "supplier": "sup-1"}, {"receipt": receipt_id}):
         listed = (await box.client.get("/api/v1/attachments", params=params, headers=clerk)).json()
         assert [a["id"] for a in listed] == [offline["stored"], later["stored"]], params
+
+
+async def test_a_photo_for_one_suppliers_asn_is_not_shown_on_another_suppliers_draft_of_the_same_asn_id(
+    box: Box,
+) -> None:
+    po = await box.post(
+        "purchase_order", {"counterparty": "sup-1", "lines": [{"code": "COLA", "qty": 24, "price_fen": 226}]}, key="po"
+    )
+    assert po.status_code == 201, po.text
+    # ASN ids are each supplier's own: sup-bev's DN-B-51 and sup-cold's DN-B-51 are two shipments.
+    bev = await attach(box, "pda-1", "ph-bev", photo(70), "photo", asn="DN-B-51", supplier="sup-bev")
+    cold = await attach(box, "pda-2", "ph-cold", photo(80), "photo", asn="DN-B-51", supplier="sup-cold")
+    conn = connect(box.db_path)
+    try:
+        conn.execute("INSERT INTO suppliers (id, name) VALUES ('sup-cold', '冷链供应商')")
+        conn.execute(
+            "INSERT INTO receipt_drafts (id, state, supplier, po_id, asn_id, note_nonce, note_hash, opened_by,"
+            " opened_at) VALUES (5, 'open', 'sup-cold', ?, 'DN-B-51', 'n', 'h', 'pda-2', ?)",
+            (po.json()["document_id"], "2024-06-01T10:00:00+08:00"),
+        )
+    finally:
+        conn.close()
+    clerk = box.auth(Role.CLERK)
+    on_draft = (await box.client.get("/api/v1/attachments", params={"draft": 5}, headers=clerk)).json()
+    assert [a["id"] for a in on_draft] == [cold["stored"]]
+    assert (cold["asn"], cold["supplier"]) == ("DN-B-51", "sup-cold")
+    by_bev = await box.client.get(
+        "/api/v1/attachments", params={"asn": "DN-B-51", "supplier": "sup-bev"}, headers=clerk
+    )
+    assert [a["id"] for a in by_bev.json()] == [bev["stored"]]

@@ -300,7 +300,7 @@ def test_photos_and_signatures_travel_as_chunk_events_in_order(
     cutter.cut()
     terminal = make_terminal(chunk_bytes=1000)
     photo = bytes(range(256)) * 20
-    attachment = terminal.attach(photo, "photo", asn="ASN-7")
+    attachment = terminal.attach(photo, "photo", asn="ASN-7", supplier="sup-1")
     signature = terminal.attach(b"<svg/>" * 10, "signature", draft=3)
     cutter.restore()
     assert terminal.wait_idle(WAIT)
@@ -308,8 +308,75 @@ def test_photos_and_signatures_travel_as_chunk_events_in_order(
     photo_chunks = [d for d in sent if d["attachment"] == attachment]
     assert [d["seq"] for d in photo_chunks] == list(range(6))
     assert b"".join(base64.b64decode(d["data"]) for d in photo_chunks) == photo
-    assert {d["asn"] for d in photo_chunks} == {"ASN-7"}
+    assert {(d["asn"], d["supplier"]) for d in photo_chunks} == {("ASN-7", "sup-1")}
     assert [d["draft"] for d in sent if d["attachment"] == signature] == [3]
+
+
+def refuse_photos(kind: str, data: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """Sales post; every chunk of a photo is refused (the bytes are no image)."""
+    if kind == "attachment":
+        return {
+            **OK,
+            "ok": False,
+            "code": "attachment_type_refused",
+            "message": "验货照片的文件类型不支持: 只接受 image/jpeg, image/png",
+            "message_en": "unsupported file type for the inspection photo: only image/jpeg, image/png",
+            "document": None,
+            "detail": {"attachment": data["attachment"]},
+        }
+    return OK
+
+
+def store_photos(kind: str, data: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """Sales post; the last chunk of a photo stores it."""
+    if kind == "attachment" and data["seq"] == data["count"] - 1:
+        return {**OK, "document": None, "detail": {"attachment": data["attachment"], "stored": 9}}
+    return OK
+
+
+@pytest.mark.parametrize(
+    ("policy", "summary"),
+    [
+        (refuse_photos, "made 2, posted 2, failed 0; attachments 1, stored 0, failed 1"),
+        (store_photos, "made 2, posted 2, failed 0; attachments 1, stored 1, failed 0"),
+        (refuse_thirteen, "made 2, posted 2, failed 0; attachments 1, stored 0, failed 0"),  # never said stored
+    ],
+)
+def test_the_demo_counts_sales_and_attachments_each_on_their_own(
+    tmp_path: Path,
+    plain_broker: PlainBroker,
+    make_acker: Callable[[Policy], Acker],
+    policy: Policy,
+    summary: str,
+) -> None:
+    from edge.demo.demo_json import DemoInfo, DemoItem, write_demo_json
+    from tools.sim.offline_terminal import run_demo
+
+    acker = make_acker(policy)
+    demo_json = tmp_path / "demo.json"
+    items = (DemoItem("BREAD", "6901234567809", "面包", "pcs"),)
+    write_demo_json(
+        demo_json, DemoInfo(STORE, "http://127.0.0.1:9", "127.0.0.1", plain_broker.port, (), (LOGIN,), items)
+    )
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(bytes(range(256)) * 40)  # three chunks of 8 KiB at most
+    lines: list[str] = []
+    result = run_demo(
+        demo_json,
+        device="pos-1",
+        journal=tmp_path / "pos-1.queue",
+        sell=2,
+        offline=False,
+        photo=photo,
+        asn="DN-B-51",
+        supplier="sup-bev",
+        seed=1,
+        display=lines.append,
+        timeout=WAIT,
+    )
+    assert result.summary() == summary
+    sent = {json.loads(p)["data"]["supplier"] for kind, _, p in acker.arrivals if kind == "attachment"}
+    assert sent == {"sup-bev"}  # the ASN goes with its supplier
 
 
 def test_the_queue_file_holds_exactly_the_unanswered_events_while_acks_compact_it(
@@ -454,12 +521,14 @@ def test_item_cache_from_the_api_has_barcodes_prices_and_stock(tmp_path: Path) -
 
 def test_attachment_chunks_split_a_file_and_name_its_digest() -> None:
     content = bytes(range(256)) * 41
-    parts = attachment_chunks(content, "ph-1", "photo", {"asn": "A-1"}, chunk_bytes=4000)
+    parts = attachment_chunks(content, "ph-1", "photo", {"asn": "A-1", "supplier": "sup-1"}, chunk_bytes=4000)
     assert [p["seq"] for p in parts] == [0, 1, 2] and {p["count"] for p in parts} == {3}
     assert b"".join(base64.b64decode(p["data"]) for p in parts) == content
     assert {p["sha256"] for p in parts} == {hashlib.sha256(content).hexdigest()}
     assert {p["size"] for p in parts} == {len(content)}
     with pytest.raises(ValueError):
-        attachment_chunks(b"", "x", "photo", {"asn": "A"})
+        attachment_chunks(b"", "x", "photo", {"draft": 1})
     with pytest.raises(ValueError):
-        attachment_chunks(b"x", "x", "photo", {"asn": "A", "draft": 1})
+        attachment_chunks(b"x", "x", "photo", {"asn": "A", "supplier": "sup-1", "draft": 1})
+    with pytest.raises(ValueError, match="supplier"):
+        attachment_chunks(b"x", "x", "photo", {"asn": "A"})  # ASN ids are per supplier
