@@ -114,7 +114,7 @@ class LedgerWriter:
         parent, child = mp.Pipe(duplex=True)
         self._process = mp.Process(
             target=serve_writer,
-            args=(child, str(self._db_path), self._synchronous, self._batch_max, ctx.rules, ctx.guards),
+            args=(child, str(self._db_path), self._synchronous, self._batch_max, ctx.rules, ctx.guards, parent),
             name="storebox-writer",
             daemon=True,
         )
@@ -279,8 +279,13 @@ def serve_writer(
     batch_max: int,
     rules: RuleBook,
     guards: tuple[Guard, ...] = (),
+    box_end: Connection | None = None,
 ) -> None:
     """Entry point of the writer process: read jobs, post them in group commits, send results back."""
+    # The fork copied the box's end of the pipe into this process: close it here, or the pipe never reaches
+    # end-of-file when the box dies (kill -9), and the writer would wait for ever holding the database open.
+    if box_end is not None:
+        box_end.close()
     # The box decides when the writer stops: it sends "stop" after the last job, or the pipe closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psutil
 import pytest
 
 from tools.box_process import BoxProcess
@@ -122,7 +123,12 @@ def test_kill_9_mid_stream_then_resend_posts_every_event_exactly_once(tmp_path: 
         for s in streams:
             s.start()
         _wait(lambda: sum(len(t.acks) for t in terminals) >= 60, 60, "first acks")
+        assert box.proc is not None
+        writers = psutil.Process(box.proc.pid).children()
+        assert len(writers) == 1, writers
         box.kill()
+        # The writer sees its pipe close and exits on its own, never left holding the database.
+        _wait(lambda: not writers[0].is_running() or writers[0].status() == psutil.STATUS_ZOMBIE, 30, "writer exit")
         stream_stop.set()
         for s in streams:
             s.join()
