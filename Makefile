@@ -35,10 +35,10 @@ test: $(STAMP) fonts mosquitto
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict edge tools/sim
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 test-fast: $(STAMP) fonts
-	$(BIN)/pytest -m "not slow and not browser and not postgres and not mosquitto"
+	$(BIN)/pytest -n 2 -m "not slow and not browser and not postgres and not mosquitto"
 
 bench: $(STAMP)
 	$(BIN)/python -m tools.bench
