@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, model_validator
 
 from edge.bus.payloads import (
     DecodeOptions,
@@ -179,7 +179,19 @@ class CancelDraft:
     draft: int
 
 
-Action = OpenNote | ScanGoods | ConfirmDraft | CancelDraft
+@dataclass(frozen=True, slots=True)
+class OnNote:
+    """An action on the draft of a delivery note, named by the note's QR text instead of the draft id.
+
+    An offline handheld queues the whole receipt (open, scans, confirm) before it has seen the open's ack, so it
+    does not know the draft id yet: each queued action carries the note, which opens or resumes its draft.
+    """
+
+    qr: str
+    then: ScanGoods | ConfirmDraft | CancelDraft
+
+
+Action = OpenNote | ScanGoods | ConfirmDraft | CancelDraft | OnNote
 
 
 # --- views ------------------------------------------------------------------------------------
@@ -309,6 +321,9 @@ def perform(
     device: str | None = None,
 ) -> Outcome:
     """Do one action; refusals raise a DomainError (the caller rolls back what was written)."""
+    if isinstance(action, OnNote):
+        opened = open_draft(conn, ctx, OpenNote(action.qr), policy, actor=actor, device=device)
+        action = replace(action.then, draft=int(opened.detail["draft"]))
     if isinstance(action, OpenNote):
         return open_draft(conn, ctx, action, policy, actor=actor, device=device)
     if isinstance(action, ScanGoods):
@@ -1151,9 +1166,21 @@ class OpenData(_Strict):
     location: LedgerCode | None = None
 
 
-class ScanActionData(_Strict):
+class _OnDraft(_Strict):
+    """A draft action names its draft by id, or (queued offline) by the note's QR text."""
+
+    draft: DraftId | None = None
+    qr: QrText | None = None
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> _OnDraft:
+        if (self.draft is None) == (self.qr is None):
+            raise ValueError("give draft or qr (the delivery note), exactly one")
+        return self
+
+
+class ScanActionData(_OnDraft):
     action: Literal["scan"]
-    draft: DraftId
     code: Annotated[str, StringConstraints(pattern=r"^[!-~]{1,200}$")]  # GS1 element strings run long
     qty: Annotated[int, Field(ge=-MAX_SCAN_QTY, le=MAX_SCAN_QTY)] | None = None
     unit: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
@@ -1162,15 +1189,13 @@ class ScanActionData(_Strict):
     scale: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")] | None = None
 
 
-class ConfirmData(_Strict):
+class ConfirmData(_OnDraft):
     action: Literal["confirm"]
-    draft: DraftId
     as_announced: bool = False
 
 
-class CancelData(_Strict):
+class CancelData(_OnDraft):
     action: Literal["cancel"]
-    draft: DraftId
 
 
 class ReceiveData(
@@ -1184,13 +1209,17 @@ class ReceiveData(
 def to_action(data: OpenData | ScanActionData | ConfirmData | CancelData) -> Action:
     if isinstance(data, OpenData):
         return OpenNote(data.qr, data.location)
+    then: ScanGoods | ConfirmDraft | CancelDraft
+    draft = data.draft or 0  # 0: filled in from the note's draft (OnNote)
     if isinstance(data, ScanActionData):
         if data.qty is not None and data.scale is not None:
             raise ValueError("give qty or scale, not both")
-        return ScanGoods(data.draft, data.code, data.qty, data.unit, data.lot, data.expiry, data.scale)
-    if isinstance(data, ConfirmData):
-        return ConfirmDraft(data.draft, data.as_announced)
-    return CancelDraft(data.draft)
+        then = ScanGoods(draft, data.code, data.qty, data.unit, data.lot, data.expiry, data.scale)
+    elif isinstance(data, ConfirmData):
+        then = ConfirmDraft(draft, data.as_announced)
+    else:
+        then = CancelDraft(draft)
+    return then if data.qr is None else OnNote(data.qr, then)
 
 
 def handle_receive(device: str, envelope: EventEnvelope, data: Any, options: DecodeOptions) -> WriterJob:

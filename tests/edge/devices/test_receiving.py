@@ -771,3 +771,25 @@ def test_reconcile_books_every_scanned_unit_once_or_says_why_not(
     )
     refused = sum(d.received_base for d in differences if d.kind in ("expired", "not_on_po"))
     assert sum(b.qty_base for b in booked) + refused == sum(c[3] for c in counted)
+
+
+def test_an_offline_handheld_names_the_draft_by_its_note_and_the_queued_receipt_posts(store: dict[str, Any]) -> None:
+    """Queued offline, the handheld never saw the open's ack: scans and the confirm carry the note instead."""
+    from edge.devices.receiving import ConfirmData, OnNote, ScanActionData, to_action
+
+    conn = store["conn"]
+    qr = note(store["key"], store["po_no"])
+    draft, _ = open_note_qr(conn, qr)
+    scan = to_action(ScanActionData.model_validate({"action": "scan", "qr": qr, "code": COLA_CAN, "qty": 48}))
+    assert isinstance(scan, OnNote)
+    assert act(conn, scan).detail["draft"] == draft  # the note's open draft, resumed
+    confirm = to_action(ConfirmData.model_validate({"action": "confirm", "qr": qr, "as_announced": True}))
+    posted = act(conn, confirm)
+    assert posted.document is not None and posted.detail["draft"] == draft
+    with pytest.raises(ValueError, match="exactly one"):
+        ScanActionData.model_validate({"action": "scan", "code": COLA_CAN})
+
+
+def open_note_qr(conn: sqlite3.Connection, qr: str) -> tuple[int, Any]:
+    outcome = act(conn, OpenNote(qr))
+    return int(outcome.detail["draft"]), outcome
