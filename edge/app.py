@@ -177,6 +177,7 @@ class StoreBox:
                 sweep_periodically(self.writer, attachment_limits(self.settings), self.clock), name="attachments-sweep"
             )
         )
+        # --- replenishment planner ---
         self.api = self.build_api()
 
     def build_api(self) -> FastAPI:

@@ -1610,5 +1610,12 @@ def receiving_drafts(
         typer.echo(json.dumps(draft, ensure_ascii=False))
 
 
+# --- issue 5: replenishment and signals (storebox replenish ..., storebox signals ...), in edge/replenish_cli/ ---
+# Imported last: the command modules use this module's options and helpers.
+from edge.replenish_cli import replenish_app, signals_app  # noqa: E402
+
+app.add_typer(replenish_app, name="replenish")
+app.add_typer(signals_app, name="signals")
+
 if __name__ == "__main__":
     main()

@@ -205,6 +205,12 @@ class Settings(BaseSettings):
         description="the box's client id at the external broker; keeps its session (default storebox-<store_id>)",
     )
 
+    # Replenishment and forecasting (issue 5, docs/replenishment.md). Each part keeps its settings in its own block.
+    # --- replenishment: planner ---
+    # --- replenishment: forecast ---
+    # --- replenishment: signals ---
+    # --- replenishment: emergency requests ---
+
     @field_validator("mqtt_url")
     @classmethod
     def _broker_url(cls, value: str | None) -> str | None:

@@ -14,7 +14,14 @@ from importlib import resources
 from pathlib import Path
 
 # Packages that own tables, in dependency order.
-MIGRATION_PACKAGES: tuple[str, ...] = ("edge.ledger", "edge.security", "edge.bus", "edge.finance", "edge.devices")
+MIGRATION_PACKAGES: tuple[str, ...] = (
+    "edge.ledger",
+    "edge.security",
+    "edge.bus",
+    "edge.finance",
+    "edge.devices",
+    "edge.replenishment",
+)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 

@@ -28,6 +28,7 @@ from edge.demo.demo_json import (
     write_demo_json,
 )
 from edge.demo.finance import seed_finance
+from edge.demo.replenishment import seed_replenishment
 from edge.devices.barcodes import DEFAULT_LABEL_FORMATS, label_item_code
 from edge.finance.setup import prepare_books
 from edge.ledger.commands import DocType, Line, PostDocument
@@ -116,6 +117,8 @@ def seed_demo(
         documents = _post_opening_stock(conn, plan, ctx)
         actors = {role: login.username for role, login in users}
         finance = seed_finance(conn, ctx, settings.data_dir, actors, getattr(settings, "company_credit_code", None))
+        # Replenishment (issue 5): item suppliers, sales history, signals, neighbour stores' stock.
+        seed_replenishment(conn, ctx, catalog, settings)
         info = DemoInfo(
             store_id=settings.store_id,
             http_url=settings.http_url,

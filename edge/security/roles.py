@@ -71,6 +71,12 @@ ACCOUNTING = frozenset({"payments:write", "books:export", "books:rules"})
 # Devices and cold rooms (docs/fleet.md, docs/cold-chain.md): the manager and the auditor see the fleet and the
 # cold rooms, the clerk (keeper) the cold rooms; registering, rotating and disabling devices is `devices:manage`.
 FLEET_READ = frozenset({"devices:read", "cold_rooms:read"})
+# --- replenishment (issue 5) ---
+# Suggestions and signals are read by everyone who runs the store; running the plan, approving suggestions into PO
+# drafts and pushing signals is for the manager and the purchaser; emergency requests come from the floor too.
+REPLENISHMENT_READ = frozenset({"replenishment:read", "signals:read"})
+REPLENISHMENT_WRITE = frozenset({"replenishment:run", "replenishment:approve", "signals:write"})
+EMERGENCY_WRITE = frozenset({"emergency:write"})
 
 PERMISSIONS: frozenset[str] = (
     OPERATIONS_READ
@@ -81,6 +87,9 @@ PERMISSIONS: frozenset[str] = (
     | APPROVALS
     | ACCOUNTING
     | FLEET_READ
+    | REPLENISHMENT_READ
+    | REPLENISHMENT_WRITE
+    | EMERGENCY_WRITE
     | {"documents:reverse", "users:manage", "devices:manage"}
 )
 
@@ -94,10 +103,15 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | PURCHASING
         | APPROVALS
         | FLEET_READ
+        | REPLENISHMENT_READ
+        | REPLENISHMENT_WRITE
+        | EMERGENCY_WRITE
         | {"documents:reverse", "books:export"},
         # Sells, takes returns, receives, moves and counts; does not see the books.
         Role.CLERK: OPERATIONS_READ
         | {"cold_rooms:read"}
+        | REPLENISHMENT_READ
+        | EMERGENCY_WRITE
         | {
             write_permission(t)
             for t in (
@@ -112,13 +126,16 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         Role.PURCHASER: OPERATIONS_READ
         | {"invoices:read", "compliance:read", "prices:read"}
         | PURCHASING
+        | REPLENISHMENT_READ
+        | REPLENISHMENT_WRITE
+        | EMERGENCY_WRITE
         | {write_permission(t) for t in (DocType.PURCHASE_ORDER, DocType.RECEIPT, DocType.SUPPLIER_RETURN)},
         Role.ACCOUNTANT: OPERATIONS_READ
         | BOOKS_READ
         | FINANCE_READ
         | ACCOUNTING
         | {"invoices:write", "invoices:approve", "losses:approve"},
-        Role.AUDITOR: OPERATIONS_READ | BOOKS_READ | FINANCE_READ | FLEET_READ,
+        Role.AUDITOR: OPERATIONS_READ | BOOKS_READ | FINANCE_READ | FLEET_READ | REPLENISHMENT_READ,
     }
 )
 

@@ -17,6 +17,7 @@ from edge.web.routes import (
     compliance,
     devices,
     documents,
+    emergency,
     finance,
     health,
     invoices,
@@ -26,6 +27,8 @@ from edge.web.routes import (
     metrics,
     prices,
     receiving,
+    replenishment,
+    signals,
     stock,
     stores,
     supplier_portal,
@@ -70,6 +73,9 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
         supplier_portal,
         cold_rooms,
         attachments,
+        replenishment,
+        signals,
+        emergency,
     )
 )
 

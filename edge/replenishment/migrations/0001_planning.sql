@@ -1,0 +1,1 @@
+-- P planner: item suppliers and planning parameters, sales history by series and day, suggestions (placeholder, replaced by its owner)

@@ -1,0 +1,1 @@
+-- S signals: weather, promotions, online sales, supplier delays, lead indicators, return spikes (placeholder, replaced by its owner)

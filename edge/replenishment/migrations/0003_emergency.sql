@@ -1,0 +1,1 @@
+-- E emergency requests: parses, peer stock, transfer requests (placeholder, replaced by its owner)

@@ -1,0 +1,7 @@
+"""signals routes (filled by their owner in issue 5)."""
+
+from fastapi import APIRouter
+
+from edge.web.errors import error_responses
+
+router = APIRouter(prefix="/api/v1", tags=["signals"], responses=error_responses(401, 403, 500))
