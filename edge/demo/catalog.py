@@ -501,8 +501,8 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         "frozen",
         ("三全|Synear|1.0", "思念|Sinian|1.0"),
         (
-            "猪肉白菜水饺 1kg|pork & cabbage dumplings 1kg|袋|19.90|0|0|0",
-            "猪肉玉米水饺 1kg|pork & sweetcorn dumplings 1kg|袋|21.90|0|0|0",
+            "猪肉白菜水饺 1kg|pork & cabbage dumplings 1kg|袋|19.90|10|0|0",
+            "猪肉玉米水饺 1kg|pork & sweetcorn dumplings 1kg|袋|21.90|10|0|0",
             "黑芝麻汤圆 500g|black sesame tangyuan 500g|袋|11.90|0|0|0",
         ),
     ),
@@ -510,7 +510,7 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         "frozen",
         ("||1.0",),
         (
-            "湾仔码头玉米猪肉水饺 720g|Wanchai Ferry pork & sweetcorn dumplings 720g|袋|32.90|0|0|0",
+            "湾仔码头玉米猪肉水饺 720g|Wanchai Ferry pork & sweetcorn dumplings 720g|袋|32.90|12|0|0",
             "湾仔码头荠菜猪肉云吞 500g|Wanchai Ferry shepherd's purse pork wontons 500g|袋|28.90|0|0|0",
             "必品阁王水饺 白菜猪肉 600g|bibigo king dumplings cabbage & pork 600g|袋|29.90|0|0|0",
             "思念手抓饼 原味 900g|Sinian hand-pulled pancakes 900g|袋|19.90|0|0|0",
