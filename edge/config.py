@@ -207,9 +207,100 @@ class Settings(BaseSettings):
 
     # Replenishment and forecasting (issue 5, docs/replenishment.md). Each part keeps its settings in its own block.
     # --- replenishment: planner ---
+    plan_interval_minutes: int = Field(
+        15, ge=0, le=24 * 60, description="run the replenishment plan every this many minutes (0: only on demand)"
+    )
+    plan_first_run_delay_seconds: float = Field(
+        5.0, ge=0, le=3600, description="the first plan run this long after start, in the background"
+    )
+    plan_trigger_check_seconds: float = Field(
+        5.0, ge=0, le=3600, description="how often events (sales spikes, signals, cold rooms, returns) are checked"
+    )
+    plan_horizon_days: int = Field(14, ge=1, le=28, description="days the plan forecasts")
+    plan_history_days: int = Field(91, ge=91, le=730, description="days of sales history the forecast reads")
+    plan_notice_days: float = Field(
+        3.0, ge=0, le=28, description="also suggest orders due within this many days (not only those due today)"
+    )
+    plan_open_po_days: int = Field(60, ge=1, le=365, description="a PO older than this no longer counts as on order")
+    plan_pool: dict[str, str] = Field(
+        default_factory=lambda: {"backroom": "floor"},
+        description="stock and sales of a location counted for the one it feeds: location -> location (JSON)",
+    )
+    plan_spike_factor: float = Field(
+        3.0, ge=1, le=100, description="recompute an item at once when a day's sales pass this x its forecast"
+    )
+    plan_spike_min_units: float = Field(10.0, ge=1, le=1e6, description="... and at least this many base units")
+    plan_use_signals: bool = Field(True, description="apply outside signals to the plan (docs/signals.md)")
     # --- replenishment: forecast ---
+    forecast_model: Literal["onnx", "tflite", "none"] = Field(
+        "onnx",
+        description="learned demand model the forecast runs: onnx (onnxruntime), tflite (LiteRT) or none"
+        " (statistical methods only; docs/forecast-model.md)",
+    )
+    models_dir: Path | None = Field(
+        None, description="directory of the demand model files (default: the shipped models/ directory)"
+    )
     # --- replenishment: signals ---
+    # Outside signals, lead times and return spikes (docs/signals.md); the domain reads them as SignalPolicy,
+    # LeadTimePolicy and ReturnSpikePolicy (`from_settings`).
+    signals_stale_days: int = Field(7, ge=1, le=90, description="a lead indicator older than this has no effect")
+    signals_baseline_days: int = Field(
+        28, ge=1, le=365, description="an indicator's baseline, unless given: mean of its values over this window"
+    )
+    signals_trend_baseline: float = Field(50.0, ge=0, lt=100, description="trend baseline when none is known")
+    signals_trend_max_lift: float = Field(0.30, ge=0, le=2, description="largest demand lift of a trending score")
+    signals_bounce_baseline: float = Field(0.20, ge=0, le=1, description="search bounce baseline when none is known")
+    signals_bounce_coef: float = Field(1.0, ge=0, le=10, description="demand lift per unit of bounce above baseline")
+    signals_bounce_max_lift: float = Field(0.20, ge=0, le=2, description="largest demand lift of search bounce")
+    signals_abandon_baseline: float = Field(0.70, ge=0, le=1, description="cart abandonment baseline when none known")
+    signals_abandon_coef: float = Field(0.5, ge=0, le=10, description="demand drop per unit of abandonment above it")
+    signals_abandon_max_drop: float = Field(0.15, ge=0, le=0.9, description="largest demand drop of cart abandonment")
+    signals_lead_factor_min: float = Field(0.80, gt=0, le=1, description="lead indicators together: lowest factor")
+    signals_lead_factor_max: float = Field(1.40, ge=1, le=5, description="lead indicators together: highest factor")
+    signals_promo_elasticity: float = Field(
+        3.0, ge=0, le=20, description="nominal promotion lift 1 + elasticity x discount (notes; non-model forecasts)"
+    )
+    signals_promo_max_lift: float = Field(4.0, ge=1, le=20, description="largest nominal promotion lift")
+    signals_online_window_days: int = Field(
+        14, ge=1, le=90, description="online channel demand: daily rate over this many past days"
+    )
+    signals_online_location: str = Field(
+        "floor", pattern=r"^[A-Za-z0-9._-]{1,64}$", description="location whose series carries online channel demand"
+    )
+    leadtime_window_days: int = Field(180, ge=7, le=3650, description="lead times: POs of this many past days")
+    leadtime_history_window_days: int = Field(
+        365, ge=7, le=3650, description="lead times: imported history of this many past days"
+    )
+    leadtime_prior_weight: float = Field(
+        5.0, ge=0, le=100, description="lead times: weight of the supplier default, in observations"
+    )
+    leadtime_default_days: float = Field(3.0, ge=0, le=365, description="lead time of a supplier with no default")
+    leadtime_default_std_days: float = Field(1.0, ge=0, le=365, description="lead-time spread assumed by default")
+    returns_recent_days: int = Field(7, ge=1, le=90, description="return spikes: the recent window")
+    returns_baseline_days: int = Field(28, ge=1, le=365, description="return spikes: the baseline window before it")
+    returns_min_count: int = Field(3, ge=1, le=10_000, description="return spikes: returns in the recent window")
+    returns_ratio: float = Field(2.0, ge=1, le=100, description="return spikes: recent rate / baseline rate")
+    returns_quality_window_days: int = Field(90, ge=7, le=3650, description="supplier quality score window")
+    returns_spike_penalty: float = Field(5.0, ge=0, le=100, description="quality points per return spike")
     # --- replenishment: emergency requests ---
+    emergency_max_text_chars: int = Field(
+        500, ge=20, le=5000, description="longest emergency request text accepted (docs/emergency-requests.md)"
+    )
+    emergency_min_match_score: float = Field(
+        70.0, ge=1, le=100, description="an item scoring below this (0..100) is no match for the request text"
+    )
+    emergency_ambiguity_margin: float = Field(
+        6.0, ge=0, le=50, description="the best item must lead the next by this many points, else the user chooses"
+    )
+    emergency_min_shelf_life_days: int = Field(
+        2, ge=0, le=3650, description="a neighbour's stock needs at least this many days of shelf life left"
+    )
+    emergency_min_shelf_life_share: float = Field(
+        0.25, ge=0, le=1, description="... and at least this share of the item's shelf life"
+    )
+    emergency_peer_stock_max_age_hours: float = Field(
+        48.0, gt=0, le=24 * 365, description="neighbours' stock reports older than this are not used"
+    )
 
     @field_validator("mqtt_url")
     @classmethod
