@@ -178,7 +178,23 @@ class StoreBox:
             )
         )
         # --- replenishment planner ---
+        from edge.replenishment.triggers import build_planner, serve_planner
+
+        # The plan every plan_interval_minutes and at once on events (docs/replenishment.md). The first run and
+        # the demand model's loading happen in the background, so the box starts at its usual speed; the API
+        # answers plan requests with the same planner (POST /api/v1/replenishment/run); stop() stops it.
+        self.planner = build_planner(self.settings, self.writer, self.open_reader, self.clock, self.registry)
+        self._background.append(asyncio.create_task(serve_planner(self.planner), name="replenishment-planner"))
+        # --- return-reason spikes: alerts on MQTT alert/returns (docs/signals.md) ---
+        from edge.web.return_alerts import return_alerts_periodic
+
+        self._background.append(
+            asyncio.create_task(
+                return_alerts_periodic(self.settings, self.writer, self.broker, self.clock), name="return-alerts"
+            )
+        )
         self.api = self.build_api()
+        self.api.state.planner = self.planner
 
     def build_api(self) -> FastAPI:
         from edge.security.tokens import load_or_create_secret

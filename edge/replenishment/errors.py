@@ -132,7 +132,7 @@ class SuggestionNotOpen(ReplenishmentError):
 
 
 class SuggestionKeyReused(ReplenishmentError):
-    """An Idempotency-Key already used for a different approval or rejection."""
+    """An Idempotency-Key already used for a different approval, rejection or history import."""
 
     code = "idempotency_key_reused"
     status = 409
