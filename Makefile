@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench lint format clean fonts mosquitto
+.PHONY: install run test test-fast bench lint format clean fonts mosquitto models
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ test-fast: $(STAMP) fonts
 
 bench: $(STAMP)
 	$(BIN)/python -m tools.bench
+
+# Retrain the shipped demand model (models/, docs/forecast-model.md): generated data, NumPy training, ONNX and
+# .tflite export, accuracy against seasonal-naive, ETS and the Croston family written into the model card.
+models: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[train]'
+	$(BIN)/python -m tools.train
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.bench import ingest, matching, ocr, posting, trial_balance
+from tools.bench import ingest, matching, ocr, plan, posting, trial_balance
 
 
 def main() -> None:
@@ -11,6 +11,7 @@ def main() -> None:
     matching.main([])
     trial_balance.main([])
     ocr.main([])
+    plan.main([])
 
 
 if __name__ == "__main__":
