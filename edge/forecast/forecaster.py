@@ -161,6 +161,31 @@ def _clean(history: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.maximum(h, np.float32(0.0)))
 
 
+def _uncensor(h: np.ndarray, stockout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two readings of a history whose days without stock (`stockout`, True = the shelf was empty at closing) are
+    not evidence of zero demand: for the intermittent methods, the days in stock only (a stockout day without a
+    sale is dropped, the remaining days packed to the right, older days padded with no sale); for the regular
+    methods, every stockout day from the first sale on raised to at least the series' mean sales per day in stock
+    (its sales are a floor of its demand)."""
+    mask = np.asarray(stockout, dtype=bool)
+    if mask.shape != h.shape:
+        raise ForecastInputError(
+            f"缺货标记应为 {h.shape}，实际为 {mask.shape}", f"stockout mask must be {h.shape}, got {mask.shape}"
+        )
+    keep = ~mask | (h > 0.0)
+    order = np.argsort(keep, axis=1, kind="stable")  # dropped days first, kept days after in their own order
+    packed = np.ascontiguousarray(np.take_along_axis(np.where(keep, h, np.float32(0.0)), order, axis=1))
+    d = h.shape[1]
+    sold = packed > 0.0
+    first = np.where(sold.any(axis=1), sold.argmax(axis=1), d)
+    rate = packed.sum(axis=1, dtype=np.float64) / np.maximum(d - first, 1)
+    # Only from the first sale on: days before it may be days before the item was listed.
+    sold_h = h > 0.0
+    begun = np.arange(d)[None, :] >= np.where(sold_h.any(axis=1), sold_h.argmax(axis=1), d)[:, None]
+    raised = np.ascontiguousarray(np.where(mask & begun, np.maximum(h, rate[:, None].astype(np.float32)), h))
+    return packed, raised
+
+
 def _regular_statistical(
     h: np.ndarray, start: date, horizon: int, params: ForecastParams
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -275,55 +300,65 @@ def forecast(
     model: DemandModel | None,
     *,
     params: ForecastParams = DEFAULT_PARAMS,
+    stockout: np.ndarray | None = None,
 ) -> Forecast:
     """Forecast n series for `horizon` days from `start`.
 
     history: (n, D) daily sales in base units, last column = the day before start. exog and groups feed the
     model (promotions and weather reach the statistical methods through the planner's signal effects instead).
+    stockout: optional (n, D) bool, True on days the shelf was empty at closing: their sales are censored, so
+    the intermittent methods skip such days without a sale and the regular ones raise them to the mean sales of
+    a day in stock (see `_uncensor`).
     """
     h = _clean(history)
     n, d = h.shape
     _check_inputs(n, horizon, exog, groups, params)
+    if stockout is not None and n and d:
+        h_int, h = _uncensor(h, stockout)
+    else:
+        h_int = h
     mean = np.zeros((n, horizon))
     rmse = np.zeros(n)
     method = np.full(n, _NONE, np.int8)
     if n == 0 or d == 0:
         return Forecast(mean, rmse, method, np.zeros(n, bool))
 
-    adi, _, count, first, last = stat.demand_profile(h)
+    adi, _, count, first, last = stat.demand_profile(h_int)
     sold = count > 0
     intermittent = sold & (adi >= stat.ADI_CUTOFF)
     since_last = d - 1 - last
     stopped = intermittent & (since_last >= np.maximum(params.stop_factor * adi, params.stop_min_days))
     regular = sold & ~intermittent
+    # The regular path reads h (stockout days raised), whose first sale may come earlier than h_int's.
+    first_reg = first if h_int is h else np.where((h > 0.0).any(axis=1), (h > 0.0).argmax(axis=1), first)
 
     rows = np.flatnonzero(intermittent & ~stopped)
     if rows.size:
-        level, rmse[rows] = stat.sba(h[rows], params.sba_alpha, params.sba_beta)
+        level, rmse[rows] = stat.sba(h_int[rows], params.sba_alpha, params.sba_beta)
         mean[rows] = level[:, None]
         method[rows] = _SBA
 
     rows = np.flatnonzero(stopped)
     if rows.size:
-        level, spread = stat.tsb(h[rows], params.tsb_alpha_d, params.tsb_alpha_z)
+        level, spread = stat.tsb(h_int[rows], params.tsb_alpha_d, params.tsb_alpha_z)
         mean[rows] = level[:, None]
         method[rows] = _TSB
         # The errors of the days it still sold say little about a series that stopped: shrink them with the
         # forecast, relative to what it sold a day while it sold.
-        active = h[rows].sum(axis=1, dtype=np.float64) / (last[rows] - first[rows] + 1)
+        active = h_int[rows].sum(axis=1, dtype=np.float64) / (last[rows] - first[rows] + 1)
         rmse[rows] = spread * np.minimum(level / active, 1.0)
 
     rows = np.flatnonzero(regular)
     if rows.size:
-        young = (d - first[rows]) < params.min_ets_days
+        young = (d - first_reg[rows]) < params.min_ets_days
         older = rows[~young]
         if older.size:
             mean[older], rmse[older] = _regular_statistical(h[older], start, horizon, params)
             method[older] = _SNAIVE if params.regular_method == "seasonal_naive" and d >= 7 else _ETS
         fresh = rows[young]
         if fresh.size:
-            span = d - first[fresh]
-            since = np.arange(d)[None, :] >= first[fresh][:, None]
+            span = d - first_reg[fresh]
+            since = np.arange(d)[None, :] >= first_reg[fresh][:, None]
             level = h[fresh].sum(axis=1, dtype=np.float64) / span
             dev = np.where(since, h[fresh] - level[:, None], 0.0)
             mean[fresh] = level[:, None]

@@ -163,27 +163,34 @@ def _croston_kernel(
         a = alpha[i]
         b = beta[i]
         factor = 1.0 - b / 2.0 if debias else 1.0
-        size = 0.0
-        interval = 0.0
-        since = 0
-        started = False
-        f = 0.0
-        sse = 0.0
-        errors = 0
+        first = -1
+        count = 0
+        total = 0.0
         for t in range(d):
             y = np.float64(history[i, t])
-            since += 1
-            if started:
-                sse += (y - f) * (y - f)
-                errors += 1
             if y > 0.0:
-                if started:
-                    size += a * (y - size)
-                    interval += b * (since - interval)
-                else:
-                    size = y
-                    interval = float(since)
-                    started = True
+                if first < 0:
+                    first = t
+                count += 1
+                total += y
+        if count == 0:
+            continue
+        # Start at the window's means (mean size, mean interval from the first sale to the end of the window),
+        # not at the first sale: a window that opens on a sale would otherwise start at an interval of one day.
+        size = total / count
+        interval = max((d - first) / count, 1.0)
+        f = factor * size / interval
+        since = 0
+        sse = 0.0
+        errors = 0
+        for t in range(first + 1, d):
+            y = np.float64(history[i, t])
+            since += 1
+            sse += (y - f) * (y - f)
+            errors += 1
+            if y > 0.0:
+                size += a * (y - size)
+                interval += b * (since - interval)
                 since = 0
                 f = factor * size / interval
         forecast[i] = f
@@ -206,7 +213,8 @@ def _croston_reference(
         if not days:
             continue
         factor = 1.0 - betas[i] / 2.0 if debias else 1.0
-        size, interval = float(h[i, days[0]]), float(days[0] + 1)
+        size = sum(float(h[i, t]) for t in days) / len(days)
+        interval = max((d - days[0]) / len(days), 1.0)
         one_step = {}  # day -> forecast made at the end of the day before
         f = factor * size / interval
         previous = days[0]
@@ -229,7 +237,8 @@ def croston(
     history: np.ndarray, alpha: float | np.ndarray = 0.1, beta: float | np.ndarray = 0.1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Croston's method: smoothed demand size z and smoothed interval p between sales, updated on days with a
-    sale; forecast z / p per day. Starts with z = the first sale, p = the days up to it. Returns the forecast
+    sale; forecast z / p per day. Starts with z = the mean sale and p = the mean interval of the window (days from
+    the first sale to the end of the window / days with a sale, at least 1). Returns the forecast
     (n,) and the root mean squared one-step in-sample error (n,) after the first sale (0 when none)."""
     h = _as_history(history)
     n = h.shape[0]

@@ -344,17 +344,17 @@ def _plan_row(
     zi = z[i]
     sd = max(demand_std[i], 0.0)
     slt = max(lt_std[i], 0.0)
-    d_lead = cumulative_demand(row, lt)
+    # Periodic review: an order placed now arrives after L, and the next chance to order comes R days later, so
+    # the stock on hand and on the way must cover the demand of L + R (the protection period) at the target service.
     d_prot = cumulative_demand(row, lt + rv)
-    # Mean daily demand over each period, for the lead-time-variance term d²·σL².
-    rate_l = d_lead / lt if lt > 0.0 else (row[0] if row.shape[0] > 0 else 0.0)
-    rate_p = d_prot / (lt + rv) if lt + rv > 0.0 else rate_l
-    var_l = lt * sd * sd + rate_l * rate_l * slt * slt
+    # Mean daily demand over the protection period, for the lead-time-variance term d²·σL².
+    rate_p = d_prot / (lt + rv) if lt + rv > 0.0 else (row[0] if row.shape[0] > 0 else 0.0)
     var_p = (lt + rv) * sd * sd + rate_p * rate_p * slt * slt
-    ss_l = max(zi * math.sqrt(var_l), 0.0)
     ss_p = max(zi * math.sqrt(var_p), 0.0)
-    rop = d_lead + ss_l
-    up_to = d_prot + ss_p
+    rop = d_prot + ss_p
+    # (R, s, nQ): order up to the reorder point itself, in whole packs (rounding up lands above it). A higher
+    # order-up-to level only adds stock: the next review comes R days later anyway.
+    up_to = rop
     position = on_hand[i] - expiring[i] + in_transit[i] + on_order[i]
     ss_out[i] = ss_p
     rop_out[i] = rop
@@ -375,7 +375,15 @@ def _plan_row(
             if packs * pk > cap + 1e-9:
                 capped_out[i] = True
                 cap_packs = math.floor(cap / pk + 1e-9) if cap > 0.0 else 0
-                packs = cap_packs if cap_packs >= moq_packs[i] else 0
+                smallest = max(moq_packs[i], 1)
+                if cap_packs >= smallest:
+                    packs = cap_packs
+                elif cap >= 0.5 * smallest * pk - 1e-9:
+                    # The smallest order the supplier takes, when at least half of it sells before it expires:
+                    # rounding the cap down to nothing would starve a slow perishable for good.
+                    packs = smallest
+                else:
+                    packs = 0
         packs_out[i] = packs
     elif position <= rop:
         # At the reorder point with nothing to order (no demand at all, or already at the order-up-to level).

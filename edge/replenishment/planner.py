@@ -59,6 +59,9 @@ class PlanInputs:
     service_level: np.ndarray  # (n,) float64
     start: date
     horizon: int
+    # (n, D) bool, True on days the shelf was empty at closing (sales censored); None = not known. The forecaster
+    # then does not read those days as days without demand.
+    stockout: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -92,7 +95,7 @@ def compute_plan(inputs: PlanInputs, model: DemandModel | None, effects: SignalE
     """Forecast, apply the signal effects, count expiring stock, and plan the orders of every row."""
     n, horizon = inputs.n, inputs.horizon
     effects = effects if effects is not None else no_effects(n, horizon)
-    fc = forecast(inputs.history, inputs.start, horizon, effects.exog, inputs.groups, model)
+    fc = forecast(inputs.history, inputs.start, horizon, effects.exog, inputs.groups, model, stockout=inputs.stockout)
     factor = np.asarray(effects.demand_factor, dtype=np.float64)
     if effects.promo_lift is not None:
         # The model sees promotions in exog; the statistical methods get the promotion's nominal lift instead.
@@ -357,12 +360,13 @@ def rows_to_write(outputs: PlanOutputs, notice_days: float) -> np.ndarray:
 
 def _planned_packs(outputs: PlanOutputs, inputs: PlanInputs, rows: np.ndarray) -> np.ndarray:
     """Packs to order per written row: the kernel's when ordering now; for a later order-by date, what will be
-    needed then (order-up-to minus the reorder point, in whole packs, at least the minimum order)."""
+    needed then: the position is then just under the reorder point, so the order-up-to level minus the reorder
+    point in whole packs, at least one pack (the order that lifts the position back over it) and the MOQ."""
     packs = outputs.order_packs[rows].astype(np.int64)
     later = outputs.days_until_order[rows] > 0
     pk = np.maximum(inputs.pack[rows], 1)
     need = np.maximum(outputs.order_up_to[rows] - outputs.reorder_point[rows], 0.0)
-    estimate = np.maximum(np.ceil(need / pk - 1e-9).astype(np.int64), inputs.moq_packs[rows])
+    estimate = np.maximum(np.maximum(np.ceil(need / pk - 1e-9).astype(np.int64), 1), inputs.moq_packs[rows])
     planned: np.ndarray = np.where(later, estimate, packs)
     return planned
 

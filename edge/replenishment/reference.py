@@ -160,15 +160,11 @@ def plan_orders_reference(
         row = demand_mean[i]
         lt, rv = max(float(lt_mean[i]), 0.0), max(float(review_days[i]), 0.0)
         sd, slt = max(float(demand_std[i]), 0.0), max(float(lt_std[i]), 0.0)
-        d_l = cumulative_demand_reference(row, lt)
         d_p = cumulative_demand_reference(row, lt + rv)
-        first = float(row[0]) if row.size else 0.0
-        rate_l = d_l / lt if lt > 0 else first
-        rate_p = d_p / (lt + rv) if lt + rv > 0 else rate_l
-        ss_l = max(z[i] * math.sqrt(lt * sd**2 + rate_l**2 * slt**2), 0.0)
+        rate_p = d_p / (lt + rv) if lt + rv > 0 else (float(row[0]) if row.size else 0.0)
         ss[i] = max(z[i] * math.sqrt((lt + rv) * sd**2 + rate_p**2 * slt**2), 0.0)
-        rop[i] = d_l + ss_l
-        up_to[i] = d_p + ss[i]
+        rop[i] = d_p + ss[i]  # periodic review: protect L + R
+        up_to[i] = rop[i]  # (R, s, nQ): up to the reorder point, in whole packs
         dl[i] = d_p
         pk = max(int(pack[i]), 1)
         need = up_to[i] - pos[i]
@@ -184,7 +180,13 @@ def plan_orders_reference(
             if q * pk > cap + 1e-9:
                 capped[i] = True
                 fit = math.floor(cap / pk + 1e-9) if cap > 0 else 0
-                q = fit if fit >= moq_packs[i] else 0
+                smallest = max(int(moq_packs[i]), 1)
+                if fit >= smallest:
+                    q = fit
+                elif cap >= 0.5 * smallest * pk - 1e-9:
+                    q = smallest  # half of the smallest order sells before expiry: order it
+                else:
+                    q = 0
         packs[i] = q
     return ss, rop, up_to, pos, dl, packs, days, capped
 

@@ -216,3 +216,32 @@ def test_diagnostic_variants_run_the_same_core_and_leave_it_unchanged() -> None:
     trace = simulate(scenario, policy, warmup_policy=MinMaxPolicy(), burn_in=7)
     assert policy.calls > 0 and (stock_balance(trace) == 0).all()
     assert statistical.sba is original
+
+
+def test_the_stockout_mask_diagnostic_passes_the_days_that_closed_with_an_empty_shelf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import edge.replenishment.planner as planner_core
+
+    real = planner_core.compute_plan
+    seen: list[PlanInputs] = []
+
+    def recording(inputs: PlanInputs, model: Any, effects: Any) -> PlanOutputs:
+        seen.append(inputs)
+        return real(inputs, model, effects)
+
+    monkeypatch.setattr(planner_core, "compute_plan", recording)
+    scenario = build_scenario(30, 30, seed=5)
+    trace = simulate(scenario, PlannerPolicy(fixes=frozenset(["stockout_mask"])), warmup_policy=MinMaxPolicy())
+    review_days = [
+        t
+        for t in range(scenario.warmup, scenario.days)
+        if ((t - scenario.review_offset) % scenario.review_days == 0).any()
+    ]
+    assert len(seen) == len(review_days) > 0
+    w = scenario.warmup
+    for t, inputs in zip(review_days, seen, strict=True):
+        rows = np.flatnonzero((t - scenario.review_offset) % scenario.review_days == 0)
+        assert inputs.stockout is not None
+        assert (inputs.stockout == (trace.on_hand[rows, t + 1 - w : t + 1] == 0)).all()
+    assert any(bool(i.stockout.any()) for i in seen if i.stockout is not None)

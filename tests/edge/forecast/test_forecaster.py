@@ -265,6 +265,43 @@ def test_the_model_needs_its_history_length() -> None:
 # --- inputs --------------------------------------------------------------------------------------------------
 
 
+def with_mask(history: np.ndarray, stockout: np.ndarray) -> Forecast:
+    n = history.shape[0]
+    return forecast(history, START, H, Exogenous.none(n, H), np.zeros(n, np.int8), None, stockout=stockout)
+
+
+def test_stockout_days_are_not_read_as_days_without_demand() -> None:
+    # A sale of 3 every fifth day until the shelf ran empty 40 days ago: without the mask the empty days look like
+    # no demand (TSB fades the forecast out); with it the series is the same as one that never ran out.
+    history = np.zeros((1, D), np.float32)
+    history[0, : D - 40 : 5] = 3.0
+    empty = np.zeros((1, D), bool)
+    empty[0, D - 40 :] = True
+    plain = run(history)
+    masked = with_mask(history, empty)
+    assert METHODS[plain.method[0]] == "tsb" and METHODS[masked.method[0]] == "sba"
+    assert masked.mean[0, 0] > 5 * plain.mean[0, 0]
+    in_stock = np.zeros((1, D), np.float32)
+    in_stock[0, 40::5] = history[0, : D - 40 : 5]
+    np.testing.assert_allclose(masked.mean, run(in_stock).mean)
+
+
+def test_stockout_days_of_a_regular_series_are_raised_to_its_mean_in_stock() -> None:
+    history = np.full((1, D), 10.0, np.float32)
+    history[0, -7:] = 0.0
+    history[0, -8] = 4.0  # ran out that day
+    empty = np.zeros((1, D), bool)
+    empty[0, -8:] = True
+    masked = with_mask(history, empty)
+    assert METHODS[masked.method[0]] == "ets"
+    assert masked.mean[0].mean() == pytest.approx(10.0, rel=0.05)
+    assert run(history).mean[0].mean() < 6.0
+    # No stockout day: the same forecast as without a mask.
+    np.testing.assert_allclose(with_mask(history, np.zeros((1, D), bool)).mean, run(history).mean)
+    with pytest.raises(ForecastInputError):
+        with_mask(history, np.zeros((1, D - 1), bool))
+
+
 def test_inputs_that_do_not_fit_are_refused() -> None:
     rows = mixed_histories()
     with pytest.raises(ForecastInputError):

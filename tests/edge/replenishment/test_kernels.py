@@ -197,9 +197,10 @@ def one(
 
 
 def test_plan_orders_up_to_the_level_rounded_up_to_whole_packs() -> None:
-    # 10/day, L = 2, R = 1: ROP = 20, S = 30; position 12 -> need 18 -> 2 packs of 12.
+    # 10/day, L = 2, R = 1: ROP = S = 30 (demand over L + R, no safety stock at z = 0); position 12 -> need 18
+    # -> 2 packs of 12.
     p = one([10.0] * 7, on_hand=12.0, pack=12)
-    assert (p["reorder_point"], p["order_up_to"], p["position"]) == (20.0, 30.0, 12.0)
+    assert (p["reorder_point"], p["order_up_to"], p["position"]) == (30.0, 30.0, 12.0)
     assert p["packs"] == 2 and p["days"] == 0.0 and not p["capped"]
 
 
@@ -213,9 +214,9 @@ def test_expiring_stock_does_not_count_and_transit_and_open_orders_do() -> None:
 
 
 def test_nothing_to_order_above_the_reorder_point_and_days_until_it_is_reached() -> None:
-    # ROP 20; position 45 -> 25 units above it: 10, 10, then half of the third day's 10.
+    # ROP 30; position 45 -> 15 units above it: 10, then half of the second day's 10.
     p = one([10.0] * 7, on_hand=45.0)
-    assert p["packs"] == 0 and p["days"] == pytest.approx(2.5)
+    assert p["packs"] == 0 and p["days"] == pytest.approx(1.5)
     assert one([0.0] * 7, on_hand=5.0)["days"] == math.inf
 
 
@@ -232,9 +233,29 @@ def test_shelf_life_caps_the_order_rounding_down_to_packs() -> None:
     assert p["capped"] and p["packs"] == 4  # 48 ≤ 50 < 60
 
 
-def test_no_order_when_the_minimum_order_alone_cannot_be_sold_before_expiry() -> None:
-    p = one([10.0] * 10, pack=1, moq=100, shelf=3.0)
+def test_no_order_when_less_than_half_the_minimum_order_sells_before_expiry() -> None:
+    # Sellable before expiry: 50. A minimum order of 120 would mostly expire.
+    p = one([10.0] * 10, pack=1, moq=120, shelf=3.0)
     assert p["capped"] and p["packs"] == 0 and p["days"] == 0.0
+
+
+def test_the_minimum_order_when_at_least_half_of_it_sells_before_expiry() -> None:
+    # Sellable before expiry: 50, the cap rounds down to no case of 60, but 50 >= 30: one case, not none (a slow
+    # perishable whose case outlasts its shelf life would otherwise never be ordered again).
+    p = one([10.0] * 10, pack=60, shelf=3.0)
+    assert p["capped"] and p["packs"] == 1
+    assert one([10.0] * 10, pack=40, moq=2, shelf=3.0)["packs"] == 2  # 50 >= half of 80
+    assert one([10.0] * 10, pack=40, moq=2, shelf=3.0, on_hand=25.0)["packs"] == 0  # 25 < 40
+
+
+def test_reorder_point_covers_lead_time_plus_review_period() -> None:
+    # 10/day, L = 2, R = 7: a position of 50 covers the lead time (20) but not the 90 until the order after next
+    # arrives; periodic review orders now.
+    p = one([10.0] * 14, review=7.0, on_hand=50.0)
+    assert p["reorder_point"] == pytest.approx(90.0) and p["demand_lead"] == pytest.approx(90.0)
+    assert p["packs"] == 40 and p["days"] == 0.0
+    # Safety stock over L + R: z·σ·√(L + R).
+    assert one([10.0] * 14, review=7.0, z=2.0, std=3.0)["safety_stock"] == pytest.approx(2.0 * 3.0 * 3.0)
 
 
 def test_lead_time_variance_raises_the_safety_stock() -> None:
