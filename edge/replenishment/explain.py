@@ -103,18 +103,24 @@ def _n(value: float) -> str:
 
 def explain_row(facts: ExplainFacts, calendar: CalendarPhrases) -> tuple[str, str, dict[str, Any]]:
     """The Chinese and English explanation of a suggestion, and the numbers shown with it."""
+    # The days said are the protection period itself (lead time + review, maybe fractional), so that the forecast
+    # shown is the demand over exactly those days.
     days = max(1, math.ceil(facts.protection_days - 1e-9))
+    said = _n(max(facts.protection_days, 0.0))
     u = facts.base_unit
-    head_zh = [f"未来{days}天预计销量 {_n(facts.forecast_protection)}{u}", f"现有 {_n(facts.on_hand)}"]
-    head_en = [f"expected sales next {days} days {_n(facts.forecast_protection)} {u}", f"on hand {_n(facts.on_hand)}"]
+    head_zh = [f"未来{said}天预计销量 {_n(facts.forecast_protection)}{u}", f"现有 {_n(facts.on_hand)}{u}"]
+    head_en = [
+        f"expected sales next {said} days {_n(facts.forecast_protection)} {u}",
+        f"on hand {_n(facts.on_hand)} {u}",
+    ]
     if facts.in_transit > 0:
-        head_zh.append(f"在途 {_n(facts.in_transit)}")
-        head_en.append(f"in transit {_n(facts.in_transit)}")
+        head_zh.append(f"在途 {_n(facts.in_transit)}{u}")
+        head_en.append(f"in transit {_n(facts.in_transit)} {u}")
     if facts.on_order > 0:
-        head_zh.append(f"已订未到 {_n(facts.on_order)}")
-        head_en.append(f"on order {_n(facts.on_order)}")
-    head_zh.append(f"安全库存 {_n(facts.safety_stock)}")
-    head_en.append(f"safety stock {_n(facts.safety_stock)}")
+        head_zh.append(f"已订未到 {_n(facts.on_order)}{u}")
+        head_en.append(f"on order {_n(facts.on_order)} {u}")
+    head_zh.append(f"安全库存 {_n(facts.safety_stock)}{u}")
+    head_en.append(f"safety stock {_n(facts.safety_stock)} {u}")
     if facts.qty > 0:
         action_zh = f"建议订 {facts.qty} {facts.unit}"
         action_en = f"order {facts.qty} {facts.unit}"

@@ -31,7 +31,7 @@ from edge.writer import LedgerWriter
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 ALERT_KIND = "returns"
-INTERVAL_SECONDS = 900.0
+INTERVAL_SECONDS = 60.0
 
 
 def alert_message(spike: ReturnSpike, ts: datetime) -> bytes:

@@ -126,13 +126,14 @@ def test_the_headline_example() -> None:
     assert parse.cold_chain == "frozen" and parse.temperature_c == -20
     assert parse.deadline == datetime(2026, 12, 6, 8, 0, tzinfo=SHANGHAI)
     assert not parse.complete
-    # Choosing the item shows that dumplings come in bags, not cases: a clear note, the parse kept.
+    # Choosing the item completes it: the demo's 1 kg dumplings come in cases of 10 bags.
     chosen = with_overrides(parse, demo_index(), {"sku": "FZ0001"})
-    assert chosen.sku == "FZ0001" and chosen.qty_base is None and not chosen.ambiguous
-    note = next(n for n in chosen.notes if n.code == "unknown_unit")
+    assert chosen.sku == "FZ0001" and chosen.qty_base == 500 and not chosen.ambiguous and chosen.complete
+    # A unit the item does not have is a clear note, the parse kept.
+    odd = with_overrides(parse, demo_index(), {"sku": "FZ0001", "unit": "瓶"})
+    assert odd.qty_base is None
+    note = next(n for n in odd.notes if n.code == "unknown_unit")
     assert "袋" in note.message and note.level == "error"
-    fixed = with_overrides(parse, demo_index(), {"sku": "FZ0001", "unit": "袋"})
-    assert fixed.complete and fixed.qty_base == 50
 
 
 @pytest.mark.parametrize(
