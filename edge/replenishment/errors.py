@@ -134,7 +134,7 @@ class SuggestionNotOpen(ReplenishmentError):
 class SuggestionKeyReused(ReplenishmentError):
     """An Idempotency-Key already used for a different approval, rejection or history import."""
 
-    code = "idempotency_key_reused"
+    code = "replenishment_key_reused"
     status = 409
 
 
