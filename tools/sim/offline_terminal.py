@@ -560,8 +560,10 @@ class OfflineTerminal:
 
     @property
     def failures(self) -> list[FailedEvent]:
+        """Failures in the order the events were made (an id carries the terminal's zero-padded counter), not the
+        order the answers came in: after a cut, resent events may be answered out of order."""
         with self._lock:
-            return list(self._state.failures)
+            return sorted(self._state.failures, key=lambda f: f.id)
 
     def pending_ids(self) -> list[str]:
         with self._lock:
