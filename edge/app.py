@@ -186,7 +186,7 @@ class StoreBox:
         self.planner = build_planner(self.settings, self.writer, self.open_reader, self.clock, self.registry)
         self._background.append(asyncio.create_task(serve_planner(self.planner), name="replenishment-planner"))
         # --- return-reason spikes: alerts on MQTT alert/returns (docs/signals.md) ---
-        from edge.web.return_alerts import return_alerts_periodic
+        from edge.bus.return_alerts import return_alerts_periodic
 
         self._background.append(
             asyncio.create_task(

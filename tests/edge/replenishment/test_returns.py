@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.bus.return_alerts import run_return_alerts
 from edge.bus.topics import alert_topic
 from edge.ledger.commands import DocType, Line, PostDocument
 from edge.replenishment.returns import (
@@ -25,7 +26,6 @@ from edge.replenishment.returns import (
     unpublished_spikes,
 )
 from edge.replenishment.signals import signal_effects
-from edge.web.return_alerts import run_return_alerts
 from tests.edge.bus.conftest import STORE as BUS_STORE
 from tests.edge.bus.conftest import Box as BusBox
 from tests.edge.bus.conftest import box  # noqa: F401 - the real broker, writer and ingest of the bus tests
