@@ -156,14 +156,23 @@ def test_a_tampered_field_breaks_the_signature(change: dict[str, object]) -> Non
 
 @settings(max_examples=300, deadline=None)
 @given(position=st.integers(min_value=len(PREFIX), max_value=10_000), replacement=st.sampled_from(BASE45))
-def test_changing_any_character_of_the_text_is_refused(position: int, replacement: str) -> None:
+def test_changing_any_character_of_the_text_is_refused_or_reads_the_same_signed_note(
+    position: int, replacement: str
+) -> None:
     text = encode_note(a_note(), PRIVATE)
     position %= len(text)
     if position < len(PREFIX) or text[position] == replacement:
         return
     changed = text[:position] + replacement + text[position + 1 :]
-    with pytest.raises(NoteError):
-        verify_note(parse_note(changed), PUBLIC)
+    try:
+        signed = parse_note(changed)
+        verify_note(signed, PUBLIC)
+    except NoteError:
+        return
+    # The signature covers the note's content, not its compressed form: a few bits of a deflate stream carry
+    # nothing (the padding after the last block, some header slack), so a change there still reads as the very
+    # same signed note, and the receiving flow refuses it as a replay of its nonce. Anything else is refused.
+    assert signed.body == parse_note(text).body
 
 
 @settings(max_examples=300, deadline=None)
