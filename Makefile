@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench lint format clean fonts mosquitto models
+.PHONY: install run test test-fast bench lint format clean fonts mosquitto postgres models
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +31,16 @@ mosquitto:
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null)
 
-test: $(STAMP) fonts mosquitto
+# PostgreSQL from Debian for the aggregator's tests (marker postgres): each test run starts its own throwaway
+# server on a free port (tools/pgserver.py); nothing needs to be running.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
+test: $(STAMP) fonts mosquitto postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict edge tools/sim
+	$(BIN)/mypy --strict edge tools/sim cloud_sync
 	$(BIN)/pytest -n 2
 
 test-fast: $(STAMP) fonts

@@ -193,8 +193,16 @@ class StoreBox:
                 return_alerts_periodic(self.settings, self.writer, self.broker, self.clock), name="return-alerts"
             )
         )
+        # --- issue 6: sync with the aggregator: outbox upload, transfers and packages pulled (docs/sync.md) ---
+        self.sync: Any = None
+        if self.settings.sync_url is not None:
+            from edge.sync.service import build_sync
+
+            self.sync = build_sync(self.settings, self.writer, self.open_reader, self.clock, self.registry)
+            self._background.append(asyncio.create_task(self.sync.run(), name="sync"))
         self.api = self.build_api()
         self.api.state.planner = self.planner
+        self.api.state.sync = self.sync
 
     def build_api(self) -> FastAPI:
         from edge.security.tokens import load_or_create_secret

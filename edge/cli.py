@@ -1617,5 +1617,13 @@ from edge.replenish_cli import replenish_app, signals_app  # noqa: E402
 app.add_typer(replenish_app, name="replenish")
 app.add_typer(signals_app, name="signals")
 
+# --- issue 6: sync, cross-store transfers, HQ packages, backup (storebox sync|transfers|packages|backup ...) ---
+from edge.sync_cli import backup_app, packages_app, sync_app, transfers_app  # noqa: E402
+
+app.add_typer(sync_app, name="sync")
+app.add_typer(transfers_app, name="transfers")
+app.add_typer(packages_app, name="packages")
+app.add_typer(backup_app, name="backup")
+
 if __name__ == "__main__":
     main()

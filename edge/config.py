@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_serializer, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_serializer, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "STOREBOX_"
@@ -301,6 +301,37 @@ class Settings(BaseSettings):
     emergency_peer_stock_max_age_hours: float = Field(
         48.0, gt=0, le=24 * 365, description="neighbours' stock reports older than this are not used"
     )
+    # Sync with the aggregator (issue 6, docs/sync.md). Unset sync_url: the box keeps its outbox and does not sync.
+    # --- sync: upload ---
+    sync_url: str | None = Field(
+        None, description="the aggregator's base URL, e.g. https://hq.example.com (unset: no sync)"
+    )
+    sync_key: SecretStr | None = Field(
+        None, description="this store's key <key_id>.<secret>; <data_dir>/sync.key, when present, wins"
+    )
+    sync_ca_file: Path | None = Field(None, description="CA bundle for the aggregator's TLS certificate")
+    sync_interval_seconds: float = Field(
+        5.0, gt=0, le=3600, description="how often the box looks for outbox rows when no posting wakes it"
+    )
+    sync_batch_rows: int = Field(5000, ge=1, le=20_000, description="outbox rows per batch at most")
+    sync_timeout_seconds: float = Field(30.0, gt=0, le=600, description="one request to the aggregator")
+    sync_backoff_max_seconds: float = Field(
+        300.0, ge=1, le=86_400, description="retries back off exponentially with jitter up to this"
+    )
+    sync_heartbeat_seconds: float = Field(
+        60.0, ge=1, le=86_400, description="an idle box tells the aggregator it is alive this often"
+    )
+    outbox_retention_days: int = Field(
+        30, ge=1, le=3650, description="acknowledged outbox rows are compacted after this many days"
+    )
+    # --- sync: pulls (transfers, packages) ---
+    sync_pull_interval_seconds: float = Field(
+        60.0, ge=1, le=86_400, description="how often the box asks for incoming transfers and new packages"
+    )
+    # --- sync: packages ---
+    hq_public_key: str | None = Field(
+        None, description="HQ's Ed25519 package signing key, 64 hex digits (unset: packages are refused)"
+    )
 
     @field_validator("mqtt_url")
     @classmethod
@@ -358,6 +389,16 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "storebox.db"
+
+    @property
+    def sync_key_path(self) -> Path:
+        """The store key written by `storebox sync set-key` and by key rotation (mode 0600)."""
+        return self.data_dir / "sync.key"
+
+    @property
+    def packages_dir(self) -> Path:
+        """Installed HQ packages, one directory per version, `current` pointing at the one in use."""
+        return self.data_dir / "packages"
 
     @property
     def http_url(self) -> str:

@@ -21,6 +21,7 @@ MIGRATION_PACKAGES: tuple[str, ...] = (
     "edge.finance",
     "edge.devices",
     "edge.replenishment",
+    "edge.sync",
 )
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 

@@ -77,6 +77,14 @@ FLEET_READ = frozenset({"devices:read", "cold_rooms:read"})
 REPLENISHMENT_READ = frozenset({"replenishment:read", "signals:read"})
 REPLENISHMENT_WRITE = frozenset({"replenishment:run", "replenishment:approve", "signals:write"})
 EMERGENCY_WRITE = frozenset({"emergency:write"})
+# --- sync with the aggregator (issue 6) ---
+# Sync state, cross-store transfers and HQ packages: the store's people read them; the floor receives incoming
+# transfers; pushing now and rotating the store key is for the manager; installing and rolling back packages is
+# the administrator's.
+SYNC_READ = frozenset({"sync:read", "transfers:read", "packages:read"})
+TRANSFERS_WRITE = frozenset({"transfers:write"})
+SYNC_MANAGE = frozenset({"sync:manage"})
+PACKAGES_MANAGE = frozenset({"packages:manage"})
 
 PERMISSIONS: frozenset[str] = (
     OPERATIONS_READ
@@ -90,6 +98,10 @@ PERMISSIONS: frozenset[str] = (
     | REPLENISHMENT_READ
     | REPLENISHMENT_WRITE
     | EMERGENCY_WRITE
+    | SYNC_READ
+    | TRANSFERS_WRITE
+    | SYNC_MANAGE
+    | PACKAGES_MANAGE
     | {"documents:reverse", "users:manage", "devices:manage"}
 )
 
@@ -106,12 +118,16 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | REPLENISHMENT_READ
         | REPLENISHMENT_WRITE
         | EMERGENCY_WRITE
+        | SYNC_READ
+        | TRANSFERS_WRITE
+        | SYNC_MANAGE
         | {"documents:reverse", "books:export"},
         # Sells, takes returns, receives, moves and counts; does not see the books.
         Role.CLERK: OPERATIONS_READ
-        | {"cold_rooms:read"}
+        | {"cold_rooms:read", "transfers:read"}
         | REPLENISHMENT_READ
         | EMERGENCY_WRITE
+        | TRANSFERS_WRITE
         | {
             write_permission(t)
             for t in (
@@ -129,13 +145,15 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | REPLENISHMENT_READ
         | REPLENISHMENT_WRITE
         | EMERGENCY_WRITE
+        | {"transfers:read"}
         | {write_permission(t) for t in (DocType.PURCHASE_ORDER, DocType.RECEIPT, DocType.SUPPLIER_RETURN)},
         Role.ACCOUNTANT: OPERATIONS_READ
         | BOOKS_READ
         | FINANCE_READ
         | ACCOUNTING
+        | {"sync:read", "transfers:read"}
         | {"invoices:write", "invoices:approve", "losses:approve"},
-        Role.AUDITOR: OPERATIONS_READ | BOOKS_READ | FINANCE_READ | FLEET_READ | REPLENISHMENT_READ,
+        Role.AUDITOR: OPERATIONS_READ | BOOKS_READ | FINANCE_READ | FLEET_READ | REPLENISHMENT_READ | SYNC_READ,
     }
 )
 

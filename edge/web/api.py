@@ -25,6 +25,7 @@ from edge.web.routes import (
     ledger,
     locations,
     metrics,
+    packages,
     prices,
     receiving,
     replenishment,
@@ -33,6 +34,8 @@ from edge.web.routes import (
     stores,
     supplier_portal,
     suppliers,
+    sync,
+    transfers,
     vouchers,
 )
 
@@ -76,6 +79,9 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
         replenishment,
         signals,
         emergency,
+        sync,
+        transfers,
+        packages,
     )
 )
 

@@ -1,0 +1,1 @@
+"""HQ queries and exports over the aggregated facts (issue 6)."""

@@ -1,0 +1,7 @@
+"""Aggregator HTTP API: transfers (issue 6)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/v1", tags=["transfers"])
