@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import typer
 
-sync_app = typer.Typer(help="同步 / sync with the aggregator: state, push now, keys, totals check.", no_args_is_help=True)
+sync_app = typer.Typer(
+    help="同步 / sync with the aggregator: state, push now, keys, totals check.", no_args_is_help=True
+)
 transfers_app = typer.Typer(
     help="门店调拨 / cross-store transfers: other stores' stock, incoming and outgoing transfers.", no_args_is_help=True
 )
