@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -74,12 +75,16 @@ def serve(
     import uvicorn
 
     from cloud_sync.app import create_app, database_answers
+    from cloud_sync.db import SchemaTooNew
     from edge.service_notify import ServiceNotifier
 
     s = settings()
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         api = create_app(s)
+    except SchemaTooNew as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
     except sa.exc.OperationalError as err:
         typer.echo(f"数据库无法连接 / cannot reach the database: {err.orig}", err=True)
         raise typer.Exit(1) from None
@@ -87,6 +92,11 @@ def serve(
         uvicorn.Config(api, host=host or s.host, port=port or s.port, log_level=s.log_level.lower(), lifespan="off")
     )
     notifier = ServiceNotifier()
+    # A batch parses into ~150,000 small objects: with the default thresholds the cyclic GC walks the whole heap
+    # several times per batch (measured: JSON parsing 3x slower). Nothing of the ingest makes cycles; collect
+    # less often, and never scan what was loaded at start-up.
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 100)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

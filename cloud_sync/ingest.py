@@ -18,9 +18,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeGuard
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -69,8 +70,11 @@ def _from_protocol(error: ProtocolError) -> CloudError:
 # --- validation ----------------------------------------------------------------------------------------------
 
 
+MAX_AMOUNT = 2**50  # fen or base units of one value; sums of a year of them stay far inside BIGINT
+
+
 def _int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and -(2**62) < value < 2**62
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_AMOUNT < value < MAX_AMOUNT
 
 
 def _text(value: Any, limit: int = 200) -> bool:
@@ -82,10 +86,10 @@ def _opt_text(value: Any, limit: int = 200) -> bool:
 
 
 def _date(value: Any) -> bool:
-    if not (isinstance(value, str) and len(value) == 10):
+    if type(value) is not str or len(value) != 10 or value[4] != "-" or value[7] != "-":
         return False
     try:
-        datetime.strptime(value, "%Y-%m-%d")
+        date.fromisoformat(value)
     except ValueError:
         return False
     return True
@@ -104,8 +108,8 @@ def _check_document(index: int, payload: dict[str, Any]) -> None:
     for name in ("id", "gross_fen", "tax_fen", "cost_fen"):
         if not _int(doc.get(name)):
             raise _row_error(index, f"document.{name}", "应为整数", "must be an integer")
-    for name in ("doc_no", "type", "posted_at"):
-        if not _text(doc.get(name), 64):
+    for name, limit in (("doc_no", 64), ("type", 32), ("posted_at", 40)):
+        if not _text(doc.get(name), limit):
             raise _row_error(index, f"document.{name}", "应为非空文本", "must be non-empty text")
     if not _date(doc.get("business_date")):
         raise _row_error(index, "document.business_date", "应为 YYYY-MM-DD", "must be YYYY-MM-DD")
@@ -174,6 +178,24 @@ def _check_state(index: int, kind: str, payload: dict[str, Any]) -> None:
         ident = "sku" if key == "items" else "id"
         if not isinstance(entry, dict) or not _text(entry.get(ident), 64) or not _text(entry.get("name"), 200):
             raise _row_error(index, f"{key}[{n}]", f"须有 {ident} 和 name", f"needs {ident} and name")
+        for name, limit in _STATE_TEXT[key]:
+            if not _opt_text(entry.get(name), limit):
+                raise _row_error(index, f"{key}[{n}].{name}", "应为文本或空", "must be text or null")
+        if key == "suppliers" and entry.get("papers") is not None and not isinstance(entry["papers"], list):
+            raise _row_error(index, f"{key}[{n}].papers", "应为列表", "must be a list")
+
+
+_STATE_TEXT = {
+    "items": (
+        ("name_en", 200),
+        ("category", 64),
+        ("category_name", 200),
+        ("category_name_en", 200),
+        ("storage_class", 16),
+        ("base_unit", 16),
+    ),
+    "suppliers": (("freeze_reason", 2000), ("frozen_at", 40)),
+}
 
 
 def validate_batch(data: Any, store: str) -> tuple[int, list[dict[str, Any]]]:
@@ -222,16 +244,6 @@ def _insert(conn: sa.Connection, table: sa.Table) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def _upsert_add(
-    conn: sa.Connection, table: sa.Table, keys: Sequence[str], rows: list[dict[str, Any]], add: Sequence[str]
-) -> None:
-    if not rows:
-        return
-    stmt = _insert(conn, table)
-    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in add})
-    conn.execute(stmt, rows)
-
-
 def _upsert_set(
     conn: sa.Connection, table: sa.Table, keys: Sequence[str], rows: list[dict[str, Any]], cols: Sequence[str]
 ) -> None:
@@ -240,6 +252,39 @@ def _upsert_set(
     stmt = _insert(conn, table)
     stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols})
     conn.execute(stmt, rows)
+
+
+DOCUMENT_COLUMNS = (
+    "store", "doc_id", "doc_no", "type", "business_date", "posted_at", "counterparty", "location", "to_location",
+    "reverses_id", "external_ref", "gross_fen", "tax_fen", "cost_fen", "voucher_no", "voucher", "outbox_seq",
+)  # fmt: skip
+
+
+def _marks(conn: sa.Connection, n: int) -> str:
+    return ", ".join(["?" if conn.dialect.paramstyle == "qmark" else "%s"] * n)
+
+
+def _insert_many(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """A plain INSERT of many rows through the driver's executemany: the hot path of a catch-up (a million
+    documents), where building SQLAlchemy parameters per row would cost more than the database does."""
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({_marks(conn, len(columns))})"
+    conn.exec_driver_sql(sql, rows)
+
+
+def _add_many(
+    conn: sa.Connection, table: sa.Table, keys: Sequence[str], adds: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE SET col = col + excluded.col, through the driver (the same SQL on SQLite
+    and PostgreSQL): the aggregated facts of a batch, a few thousand rows."""
+    if not rows:
+        return
+    columns = (*keys, *adds)
+    sets = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in adds)
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({_marks(conn, len(columns))})"
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+    )
+    conn.exec_driver_sql(sql, rows)
 
 
 def _original_types(conn: sa.Connection, store: str, ids: Iterable[int]) -> dict[int, str]:
@@ -258,7 +303,7 @@ def _original_types(conn: sa.Connection, store: str, ids: Iterable[int]) -> dict
 
 def apply_rows(conn: sa.Connection, store: str, rows: Sequence[dict[str, Any]], now: datetime) -> int:
     """Apply validated outbox rows, in order, to the facts; returns the number of documents applied."""
-    docs: list[dict[str, Any]] = []
+    docs: list[tuple[Any, ...]] = []
     stock_acc: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
     sales_acc: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     gl_acc: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -279,25 +324,25 @@ def apply_rows(conn: sa.Connection, store: str, rows: Sequence[dict[str, Any]], 
         day = str(doc["business_date"])
         voucher = payload.get("voucher")
         docs.append(
-            {
-                "store": store,
-                "doc_id": int(doc["id"]),
-                "doc_no": doc["doc_no"],
-                "type": doc_type,
-                "business_date": day,
-                "posted_at": doc["posted_at"],
-                "counterparty": doc.get("counterparty"),
-                "location": doc.get("location"),
-                "to_location": doc.get("to_location"),
-                "reverses_id": doc.get("reverses_id"),
-                "external_ref": doc.get("external_ref"),
-                "gross_fen": int(doc["gross_fen"]),
-                "tax_fen": int(doc["tax_fen"]),
-                "cost_fen": int(doc["cost_fen"]),
-                "voucher_no": voucher["voucher_no"] if voucher else None,
-                "voucher": json.dumps(voucher["lines"], separators=(",", ":")) if voucher else None,
-                "outbox_seq": int(row["seq"]),
-            }
+            (
+                store,
+                int(doc["id"]),
+                doc["doc_no"],
+                doc_type,
+                day,
+                doc["posted_at"],
+                doc.get("counterparty"),
+                doc.get("location"),
+                doc.get("to_location"),
+                doc.get("reverses_id"),
+                doc.get("external_ref"),
+                int(doc["gross_fen"]),
+                int(doc["tax_fen"]),
+                int(doc["cost_fen"]),
+                voucher["voucher_no"] if voucher else None,
+                orjson.dumps(voucher["lines"]).decode() if voucher else None,
+                int(row["seq"]),
+            )
         )
         line_cost: dict[int, int] = defaultdict(int)
         for line_no, sku, location, lot, qty, value in payload["moves"]:
@@ -327,45 +372,19 @@ def apply_rows(conn: sa.Connection, store: str, rows: Sequence[dict[str, Any]], 
                 acc[0] += debit
                 acc[1] += credit
     if docs:
-        conn.execute(documents.insert(), docs)
-    _upsert_add(
-        conn,
-        stock,
-        ("store", "sku", "location", "lot"),
-        [
-            {"store": store, "sku": k[0], "location": k[1], "lot": k[2], "qty": v[0], "value_fen": v[1]}
-            for k, v in stock_acc.items()
-        ],
-        ("qty", "value_fen"),
-    )
-    _upsert_add(
-        conn,
-        sales_daily,
-        ("store", "day", "sku"),
-        [
-            {
-                "store": store,
-                "day": k[0],
-                "sku": k[1],
-                "qty": v[0],
-                "gross_fen": v[1],
-                "tax_fen": v[2],
-                "cost_fen": v[3],
-            }
-            for k, v in sales_acc.items()
-        ],
-        ("qty", "gross_fen", "tax_fen", "cost_fen"),
-    )
-    _upsert_add(
-        conn,
-        gl_period,
-        ("store", "period", "account"),
-        [
-            {"store": store, "period": k[0], "account": k[1], "debit_fen": v[0], "credit_fen": v[1]}
-            for k, v in gl_acc.items()
-        ],
-        ("debit_fen", "credit_fen"),
-    )
+        _insert_many(conn, documents, DOCUMENT_COLUMNS, docs)
+    _add_many(
+        conn, stock, ("store", "sku", "location", "lot"), ("qty", "value_fen"),
+        [(store, *k, *v) for k, v in stock_acc.items()],
+    )  # fmt: skip
+    _add_many(
+        conn, sales_daily, ("store", "day", "sku"), ("qty", "gross_fen", "tax_fen", "cost_fen"),
+        [(store, *k, *v) for k, v in sales_acc.items()],
+    )  # fmt: skip
+    _add_many(
+        conn, gl_period, ("store", "period", "account"), ("debit_fen", "credit_fen"),
+        [(store, *k, *v) for k, v in gl_acc.items()],
+    )  # fmt: skip
     _upsert_set(
         conn,
         lots,
@@ -417,7 +436,7 @@ def _replace_items(conn: sa.Connection, store: str, entries: list[dict[str, Any]
                     "base_unit": e.get("base_unit"),
                     "shelf_life_days": e.get("shelf_life_days") if _int(e.get("shelf_life_days")) else None,
                 }
-                for e in entries
+                for e in {e["sku"]: e for e in entries}.values()  # a repeated sku: the last one counts
             ],
         )
 
@@ -439,7 +458,7 @@ def _replace_compliance(conn: sa.Connection, store: str, entries: list[dict[str,
                     "next_expiry": e.get("next_expiry") if _date(e.get("next_expiry")) else None,
                     "updated_at": now.isoformat(),
                 }
-                for e in entries
+                for e in {e["id"]: e for e in entries}.values()
             ],
         )
 
@@ -482,7 +501,7 @@ def _apply_batch(
 ) -> int:
     fresh = [r for r in rows if r["seq"] > last_row]  # rows already applied (a box that re-batched) count once
     apply_rows(conn, store, fresh, now)
-    return int(rows[-1]["seq"]) if rows else last_row
+    return max(last_row, int(rows[-1]["seq"]))
 
 
 def note_contact(conn: sa.Connection, store: str, head: Head, now: datetime) -> None:
@@ -516,8 +535,11 @@ def ingest_batch(
             return _ingest(engine, store, seq, rows, digest, body if compressed else None, raw, head, now)
         except sa.exc.IntegrityError:
             # Another replica stored this batch between our look and our insert: answer from what it stored.
+            # Still failing on a fresh look means the rows themselves collide (a document applied before).
             if attempt == 2:
-                raise
+                raise _invalid(
+                    "批次中的单据与已汇总的单据重复", "the batch repeats documents already applied", seq=seq
+                ) from None
     raise AssertionError("unreachable")
 
 
@@ -632,6 +654,7 @@ def _ingest(
         "status": status,
         "applied_through": applied_through,
         "missing": missing,
+        "rows": 0 if status == "duplicate" else len(rows),  # rows this request stored
         "server_time": int(now.timestamp()),
     }
 
@@ -658,7 +681,7 @@ def parse_head(params: dict[str, str]) -> Head:
 
     def number(name: str) -> int | None:
         value = params.get(name, "")
-        return int(value) if value.isdigit() and len(value) < 19 else None
+        return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
     def when(name: str) -> datetime | None:
         try:

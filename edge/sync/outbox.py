@@ -91,6 +91,25 @@ def next_batch(conn: sqlite3.Connection, store: str, max_rows: int) -> Batch | N
     return Batch(seq, rows, batch_body(store, seq, rows))
 
 
+def batch_after(conn: sqlite3.Connection, store: str, max_rows: int, seq: int, last_row: int) -> Batch | None:
+    """The batch that follows batch `seq` (ending at outbox row `last_row`): recorded already, or new. Read while
+    `seq` is still on the wire, so that building, compressing and sending overlap."""
+    # What next_batch will answer once `seq` is acknowledged: another unacknowledged batch (one the aggregator
+    # asked for again, or recorded before a crash), else a new one after the newest recorded. Not simply seq + 1:
+    # when `seq` is an old batch sent again, seq + 1 may be acknowledged already.
+    unacked = conn.execute("SELECT MIN(seq) FROM sync_batches WHERE acked_at IS NULL AND seq != ?", (seq,)).fetchone()[
+        0
+    ]
+    if unacked is not None:
+        return recorded_batch(conn, store, int(unacked))
+    newest = conn.execute("SELECT seq, last_row FROM sync_batches ORDER BY seq DESC LIMIT 1").fetchone()
+    next_seq, after = (
+        (seq + 1, last_row) if newest is None or int(newest[0]) <= seq else (int(newest[0]) + 1, int(newest[1]))
+    )
+    rows = _rows(conn, after, max_rows)
+    return Batch(next_seq, rows, batch_body(store, next_seq, rows)) if rows else None
+
+
 def record_batch(
     conn: sqlite3.Connection, seq: int, first_row: int, last_row: int, count: int, digest: str, now: str
 ) -> None:
@@ -100,6 +119,14 @@ def record_batch(
         " ON CONFLICT (seq) DO NOTHING",
         (seq, first_row, last_row, count, digest, now),
     )
+
+
+def record_and_send(
+    conn: sqlite3.Connection, seq: int, first_row: int, last_row: int, count: int, digest: str, now: str
+) -> None:
+    """Record a batch (if new) and count an attempt to send it, in one writer transaction."""
+    record_batch(conn, seq, first_row, last_row, count, digest, now)
+    mark_sent(conn, seq, now)
 
 
 def mark_sent(conn: sqlite3.Connection, seq: int, now: str) -> None:

@@ -24,6 +24,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 PROTOCOL_VERSION = 1
 STORE_HEADER = "X-StoreBox-Store"
 KEY_ID_HEADER = "X-StoreBox-Key-Id"
@@ -132,8 +134,8 @@ def inflate(data: bytes) -> bytes:
 def parse_json(raw: bytes) -> Any:
     """JSON of a body; ProtocolError when it is not UTF-8 JSON."""
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise ProtocolError("batch_invalid", "请求体不是有效的 JSON", f"body is not valid JSON ({exc})") from None
 
 
