@@ -63,7 +63,7 @@ def check_signature(
     signature = headers.get(SIGNATURE_HEADER.lower(), "")
     if not (store and key_id and stamp and signature):
         raise _refuse("auth_missing", "缺少门店签名", "request is not signed by a store", now)
-    if not STORE_ID.match(store) or not stamp.isdigit() or len(stamp) > 12 or len(key_id) > 16:
+    if not STORE_ID.match(store) or not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12 or len(key_id) > 16:
         raise _refuse("auth_missing", "门店签名头格式无效", "malformed signature headers", now)
     timestamp = int(stamp)
     skew = timestamp - now.timestamp()

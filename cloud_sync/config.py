@@ -29,10 +29,16 @@ class CloudSettings(BaseSettings):
     host: str = Field("127.0.0.1", min_length=1, description="address the HTTP API binds to")
     port: int = Field(8090, ge=1, le=65535, description="TCP port of the HTTP API")
     key_grace_hours: float = Field(24.0, ge=0, le=24 * 90, description="a rotated store key keeps working this long")
+    data_dir: Path = Field(
+        Path("var-cloud"), description="folder of the aggregator's files (packages, the SQLite file)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     packages_max_bytes: int = Field(256 * 2**20, ge=1024, le=2**32, description="largest package file accepted")
     stale_after_minutes: float = Field(
         30.0, gt=0, le=7 * 24 * 60, description="a store not heard from this long is shown as stale"
+    )
+    hq_public_key: str | None = Field(
+        None, description="HQ's Ed25519 public key (base64) that packages are signed with; None = not configured"
     )
 
 

@@ -263,7 +263,13 @@ class _Server(uvicorn.Server):
 
 
 async def run_box(settings: Settings, *, demo: bool = False) -> int:
-    """Run the box until SIGTERM or SIGINT; finish the posting in flight; return the exit code."""
+    """Run the box until SIGTERM or SIGINT; finish the posting in flight; return the exit code.
+
+    Under systemd (Type=notify, systemd/storebox.service): READY=1 once the HTTP server serves, WATCHDOG=1 while
+    the writer and the embedded broker are alive (no pings otherwise, so systemd restarts the box), STATUS= lines
+    and STOPPING=1. The data dir is locked (`storebox.lock`) for as long as the box runs: a second box on the same
+    data dir and `storebox backup restore` into it are refused.
+    """
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.log_level != "DEBUG":
         # amqtt and its state machine narrate every connection at INFO; the box logs what matters itself.
@@ -277,45 +283,82 @@ async def run_box(settings: Settings, *, demo: bool = False) -> int:
 
         # The demo company's invoices name it as the buyer: check them like a configured box would.
         settings = settings.model_copy(update={"company_credit_code": BUYER_CREDIT_CODE})
-    box = StoreBox(settings)
+    from edge.backup import DataDirInUse, lock_data_dir
+    from edge.service_notify import ServiceNotifier
+
+    notifier = ServiceNotifier()
     try:
-        await box.start(demo=demo)
-    except FinanceError as err:  # a company chart or rule table that does not load
+        lock = lock_data_dir(settings.data_dir)
+    except DataDirInUse as err:
         log.error("cannot start: %s / %s", err.message_en, err.message)
-        await box.stop()
-        return 2
-    except OSError as err:
-        log.error(
-            "cannot start: %s (MQTT %s:%s, data %s) / 无法启动",
-            err,
-            settings.mqtt_host,
-            settings.mqtt_port,
-            settings.data_dir,
-        )
-        await box.stop()
+        notifier.status(f"cannot start: {err.message_en}")
         return 1
-    assert box.api is not None
-    server = _Server(
-        uvicorn.Config(
-            box.api,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-            lifespan="off",
-        )
-    )
-    loop = asyncio.get_running_loop()
-
-    def request_exit() -> None:
-        log.info("shutting down / 正在关机")
-        server.should_exit = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, request_exit)
     try:
-        await server.serve()
+        notifier.status("starting: migrations, writer, broker / 正在启动")
+        box = StoreBox(settings)
+        try:
+            await box.start(demo=demo)
+        except FinanceError as err:  # a company chart or rule table that does not load
+            log.error("cannot start: %s / %s", err.message_en, err.message)
+            notifier.status(f"cannot start: {err.message_en}")
+            await box.stop()
+            return 2
+        except OSError as err:
+            log.error(
+                "cannot start: %s (MQTT %s:%s, data %s) / 无法启动",
+                err,
+                settings.mqtt_host,
+                settings.mqtt_port,
+                settings.data_dir,
+            )
+            notifier.status(f"cannot start: {err}")
+            await box.stop()
+            return 1
+        assert box.api is not None
+        server = _Server(
+            uvicorn.Config(
+                box.api,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level=settings.log_level.lower(),
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        loop = asyncio.get_running_loop()
+
+        def request_exit() -> None:
+            log.info("shutting down / 正在关机")
+            notifier.stopping()
+            server.should_exit = True
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, request_exit)
+
+        def healthy() -> bool:
+            # An external broker reconnects on its own (paho backs off): restarting the box would not bring it back,
+            # so only the embedded broker counts here; the writer always does.
+            broker_ok = settings.mqtt_url is not None or bool(box.broker is not None and box.broker.running)
+            return bool(box.writer.running) and broker_ok
+
+        serving = asyncio.create_task(server.serve(), name="http")
+        watchdog: asyncio.Task[None] | None = None
+        try:
+            # uvicorn sets `started` once its sockets listen; READY=1 only then (systemd orders dependants after it).
+            while not server.started and not serving.done():
+                await asyncio.sleep(0.02)
+            if server.started:
+                notifier.ready(f"serving on {settings.http_url}, MQTT {settings.mqtt_host}:{settings.mqtt_port}")
+                watchdog = asyncio.create_task(notifier.watchdog(healthy), name="watchdog")
+            await serving
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+            notifier.stopping()
+            await box.stop()
+        log.info("stopped cleanly / 已正常关闭")
+        return 0 if server.started or server.should_exit else 1
     finally:
-        await box.stop()
-    log.info("stopped cleanly / 已正常关闭")
-    return 0 if server.started or server.should_exit else 1
+        lock.release()

@@ -572,7 +572,11 @@ def books_valuation(as_json: JsonOption = False, config: ConfigOption = None, da
     typer.echo(_books_table(columns, rows))
     for account, gl, value in (
         (report.inventory_account, report.inventory_gl_fen, report.stock_fen),
-        (report.transit_account, report.transit_gl_fen - report.received_from_other_stores_fen, report.transit_fen),
+        (
+            report.transit_account,
+            report.transit_gl_fen - report.received_from_other_stores_fen - report.settled_to_other_stores_fen,
+            report.transit_fen,
+        ),
     ):
         verdict = "一致 agrees" if gl == value else f"差 difference {_yuan(gl - value)}"
         typer.echo(f"科目 account {account}: {_yuan(gl)}, 库存 stock {_yuan(value)}: {verdict}")

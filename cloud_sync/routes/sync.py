@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from cloud_sync.auth import StoreIdentity, rotate_key, signed_store
+from cloud_sync.auth import StoreIdentity, record_rejection, rotate_key, signed_store
 from cloud_sync.errors import CloudError
 from cloud_sync.facts import store_totals
 from cloud_sync.ingest import ingest_batch, parse_head, sync_answer
@@ -34,11 +34,13 @@ async def post_batch(request: Request, who: Store) -> dict[str, Any]:
         )
     except CloudError as error:
         state.metrics.batches.labels(status=error.code).inc()
-        if error.code != "batch_conflict":  # a conflict is recorded by the ingest itself
-            state.metrics.rejections.labels(code=error.code).inc()
+        state.metrics.rejections.labels(code=error.code).inc()
+        if error.code != "batch_conflict":  # a conflict is logged and kept by the ingest itself
+            await run_in_threadpool(record_rejection, state.engine, error, who.store, who.key_id, state.clock())
         raise
     state.metrics.ingest_seconds.observe(time.perf_counter() - started)
     state.metrics.batches.labels(status=answer["status"]).inc()
+    state.metrics.rows.inc(answer["rows"])
     return answer
 
 
@@ -63,7 +65,14 @@ async def rotate(request: Request, who: Store) -> dict[str, Any]:
     state = request.app.state
     grace = timedelta(hours=state.settings.key_grace_hours)
     key, old, expires = await run_in_threadpool(rotate_key, state.engine, who.store, state.clock(), grace)
-    return {"key": str(key), "key_id": key.key_id, "old_key_ids": old, "old_keys_expire_at": expires}
+    return {
+        "key": str(key),
+        "key_id": key.key_id,
+        "old_key_id": who.key_id,
+        "old_key_expires_at": expires,
+        "old_key_ids": old,
+        "old_keys_expire_at": expires,
+    }
 
 
 @router.get("/sync/totals")

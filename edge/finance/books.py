@@ -613,6 +613,7 @@ class Valuation:
     transit_account: str
     transit_gl_fen: int
     received_from_other_stores_fen: int  # booked to 1402 here by transfers in from other stores' transit
+    settled_to_other_stores_fen: int  # left in 1402 here by settled transfers out: what the other stores received
     agrees: bool  # both accounts equal the stock they stand for
 
 
@@ -673,6 +674,7 @@ def stock_valuation(conn: sqlite3.Connection) -> Valuation:
     inventory_account, transit_account = stock_accounts(conn)
     inventory_gl, transit_gl = _gl_balances(conn, inventory_account, transit_account)
     from_other_stores = _received_from_other_stores(conn, transit_account)
+    to_other_stores = _settled_to_other_stores(conn, transit_account)
     return Valuation(
         rows=rows,
         by_location=dict(sorted(by_location.items())),
@@ -684,8 +686,9 @@ def stock_valuation(conn: sqlite3.Connection) -> Valuation:
         transit_account=transit_account,
         transit_gl_fen=transit_gl,
         received_from_other_stores_fen=from_other_stores,
-        # 1402 nets company-wide: leave out what transfers in from other stores' transit booked to it here.
-        agrees=inventory_gl == stock and transit_gl - from_other_stores == transit,
+        settled_to_other_stores_fen=to_other_stores,
+        # 1402 nets company-wide: leave out what transfers between stores booked to it here (docs/transfers.md).
+        agrees=inventory_gl == stock and transit_gl - from_other_stores - to_other_stores == transit,
     )
 
 
@@ -719,6 +722,25 @@ def _received_from_other_stores(conn: sqlite3.Connection, transit_account: str) 
         (transit_account,),
     ).fetchone()
     return int(row[0])
+
+
+def _settled_to_other_stores(conn: sqlite3.Connection, transit_account: str) -> int:
+    """What transfer settlements (and their reversals) left booked in 1402 here: the goods the receiving stores
+    received at this store's cost, which their transfers in credited to 1402 there (docs/transfers.md)."""
+    settles = (
+        "SELECT id FROM documents WHERE type = 'transfer_settle'"
+        " UNION SELECT r.id FROM documents r JOIN documents o ON o.id = r.reverses_id WHERE o.type = 'transfer_settle'"
+    )
+    gl = conn.execute(
+        "SELECT COALESCE(SUM(l.debit_fen - l.credit_fen), 0) FROM voucher_lines l"
+        f" JOIN vouchers v ON v.id = l.voucher_id WHERE l.account = ? AND v.document_id IN ({settles})",
+        (transit_account,),
+    ).fetchone()
+    moved = conn.execute(
+        f"SELECT COALESCE(SUM(value_fen), 0) FROM stock_moves WHERE document_id IN ({settles})"
+    ).fetchone()
+    # The goods left transit at their value (moves, negative) while 1402 was credited only by the difference.
+    return -int(moved[0]) + int(gl[0])
 
 
 def books_check(conn: sqlite3.Connection, *, limit: int = 100) -> BooksCheck:
@@ -776,14 +798,16 @@ def books_check(conn: sqlite3.Connection, *, limit: int = 100) -> BooksCheck:
     # Goods received from another store's transit (a transfer in without a transfer out in this box) credit 1402
     # here while the sending box holds the debit: 1402 nets to the goods in transit company-wide, not per box.
     from_other_stores = _received_from_other_stores(conn, transit_account)
+    # A settled transfer out leaves in 1402 here what the receiving store credited to 1402 there.
+    to_other_stores = _settled_to_other_stores(conn, transit_account)
     for account, gl, value, where, where_en in (
         (inventory_account, inventory_gl, stock, "在途以外的库存金额", "the value of the stock outside transit"),
         (
             transit_account,
-            transit_gl - from_other_stores,
+            transit_gl - from_other_stores - to_other_stores,
             transit,
-            "在途库存金额 (不含从他店在途调入的部分)",
-            "the value of the stock in transit (leaving out goods received from other stores' transit)",
+            "在途库存金额 (不含店间调拨已收部分)",
+            "the value of the stock in transit (leaving out goods received between stores)",
         ),
     ):
         if gl != value:
@@ -807,6 +831,7 @@ def books_check(conn: sqlite3.Connection, *, limit: int = 100) -> BooksCheck:
             "stock_outside_transit_fen": stock,
             f"gl_{transit_account}_fen": transit_gl,
             "received_from_other_stores_fen": from_other_stores,
+            "settled_to_other_stores_fen": to_other_stores,
             "stock_in_transit_fen": transit,
         },
         checked={"vouchers": int(checked[0]), "voucher_lines": int(checked[1])},

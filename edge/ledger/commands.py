@@ -31,6 +31,8 @@ class DocType(StrEnum):
     CREDIT_NOTE = "credit_note"  # 红字发票 (supplier's credit)
     SUPPLIER_PAYMENT = "supplier_payment"  # 供应商付款
     LOSS_APPROVAL = "loss_approval"  # 损溢审批 (1901 -> 5711 / 5301)
+    # Posted by the sync system only (SettleTransfer), once the receiving store has received: docs/transfers.md.
+    TRANSFER_SETTLE = "transfer_settle"  # 调拨结算: shipped goods leave transit, differences to 1901
 
 
 DOC_TYPE_NAMES: dict[DocType, tuple[str, str]] = {
@@ -50,6 +52,7 @@ DOC_TYPE_NAMES: dict[DocType, tuple[str, str]] = {
     DocType.CREDIT_NOTE: ("红字发票", "credit note"),
     DocType.SUPPLIER_PAYMENT: ("供应商付款", "supplier payment"),
     DocType.LOSS_APPROVAL: ("损溢审批", "loss approval"),
+    DocType.TRANSFER_SETTLE: ("调拨结算单", "transfer settlement"),
 }
 
 # Finance entries: posted with PostEntry by the finance layer, never through the stock document routes.
@@ -61,7 +64,11 @@ ENTRY_TYPES: tuple[DocType, ...] = (
 )
 
 # Stock document types a client may post directly (a reversal is posted through ReverseDocument).
-POSTABLE_TYPES: tuple[DocType, ...] = tuple(t for t in DocType if t is not DocType.REVERSAL and t not in ENTRY_TYPES)
+# A transfer settlement is posted through SettleTransfer by the sync system, never directly.
+SYSTEM_TYPES: tuple[DocType, ...] = (DocType.TRANSFER_SETTLE,)
+POSTABLE_TYPES: tuple[DocType, ...] = tuple(
+    t for t in DocType if t is not DocType.REVERSAL and t not in ENTRY_TYPES and t not in SYSTEM_TYPES
+)
 
 
 class ReturnReason(StrEnum):
@@ -157,6 +164,35 @@ class PostDocument:
     payment: str | None = None  # for sales and returns: cash, card, wechat, alipay
     actor: str = "system"
     device: str | None = None
+    external_ref: str | None = None  # another system's document, e.g. transfer:<from_store>:<doc_no>
+
+    def __repr__(self) -> str:
+        # Fingerprints of commands already posted are stored (see Line.__repr__): leave external_ref out when unset.
+        shown = (f for f in fields(self) if not (f.name == "external_ref" and self.external_ref is None))
+        return f"{type(self).__qualname__}({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
+
+
+@dataclass(frozen=True, slots=True)
+class SettledPart:
+    """What the receiving store received of one shipped item and lot (all lines of it together), in base units."""
+
+    sku: str
+    lot: str
+    received_qty: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettleTransfer:
+    """Settle a transfer out (调拨结算) once the receiving store has received it: the shipped goods leave this
+    store's transit location and the difference on receipt (at this store's cost) goes to 1901."""
+
+    key: str
+    transfer_out_id: int
+    received: tuple[SettledPart, ...]
+    external_ref: str | None = None  # the receiving store's transfer_in, transfer_in:<store>:<doc_no>
+    note: str | None = None
+    actor: str = "sync"
+    device: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +224,7 @@ class PostEntry:
     device: str | None = None
 
 
-Command = PostDocument | ReverseDocument | PostEntry
+Command = PostDocument | ReverseDocument | PostEntry | SettleTransfer
 
 
 @dataclass(frozen=True, slots=True)

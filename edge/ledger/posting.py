@@ -27,6 +27,7 @@ from edge.ledger.commands import (
     PostResult,
     ReturnReason,
     ReverseDocument,
+    SettleTransfer,
     StockChange,
     WriteOffReason,
 )
@@ -50,6 +51,7 @@ MAX_LINES = 1000
 MAX_QTY = 10_000_000
 MAX_PRICE_FEN = 1_000_000_000
 MAX_TEXT = 500
+MAX_EXTERNAL_REF = 200
 
 DOC_PREFIX: dict[DocType, str] = {
     DocType.PURCHASE_ORDER: "PO",
@@ -68,6 +70,7 @@ DOC_PREFIX: dict[DocType, str] = {
     DocType.CREDIT_NOTE: "CN",
     DocType.SUPPLIER_PAYMENT: "PY",
     DocType.LOSS_APPROVAL: "LA",
+    DocType.TRANSFER_SETTLE: "TS",
 }
 RULE_REFUSAL = "refused: "  # a trigger's message that refuses a posting by a business rule (RefusedByRule)
 MAX_AMOUNT_FEN = 10**13  # a hundred billion yuan: any larger figure is a typing error
@@ -143,6 +146,8 @@ def post(conn: sqlite3.Connection, command: Command, ctx: PostingContext) -> Pos
             document_id, doc_no, skus = _post_document(conn, command, ctx)
         elif isinstance(command, PostEntry):
             document_id, doc_no, skus = _post_entry(conn, command, ctx)
+        elif isinstance(command, SettleTransfer):
+            document_id, doc_no, skus = _settle_transfer(conn, command, ctx)
         else:
             document_id, doc_no, skus = _reverse_document(conn, command, ctx)
         result = PostResult(
@@ -245,6 +250,9 @@ def _check_command(cmd: PostDocument) -> None:
         raise _invalid(f"单据最多 {MAX_LINES} 行", f"a document has at most {MAX_LINES} lines", field="lines")
     for name in ("reason_text", "note", "counterparty", "payment", "actor", "device"):
         _check_text(name, getattr(cmd, name))
+    _check_text("external_ref", cmd.external_ref, MAX_EXTERNAL_REF)
+    if cmd.external_ref is not None and not cmd.external_ref.strip():
+        raise _invalid("外部单据引用不能为空白", "external_ref must not be blank", field="external_ref")
     minimum = 0 if cmd.type is DocType.STOCKTAKE else 1
     for i, line in enumerate(cmd.lines, start=1):
         if not isinstance(line.qty, int) or isinstance(line.qty, bool) or not minimum <= line.qty <= MAX_QTY:
@@ -281,6 +289,7 @@ _AMOUNT_TYPES = frozenset(
         DocType.SUPPLIER_RETURN,
         DocType.GIFT_OUT,
         DocType.SAMPLE_IN,
+        DocType.TRANSFER_IN,  # a transfer in from another store: the line's value at the sending store's cost
     }
 )
 
@@ -468,6 +477,7 @@ def _post_document(conn: sqlite3.Connection, cmd: PostDocument, ctx: PostingCont
         reason_text=cmd.reason_text,
         note=cmd.note,
         payment=cmd.payment,
+        external_ref=cmd.external_ref,
         gross_fen=sum(line.gross_fen for line in lines),
         tax_fen=amounts["tax"],
         cost_fen=amounts.get("cost", 0) + amounts.get("gain", 0) + amounts.get("loss", 0),
@@ -517,6 +527,7 @@ _HEADER_FIELDS = (
     "reason_text",
     "note",
     "payment",
+    "external_ref",
 )
 
 
@@ -768,6 +779,14 @@ def _transfer_in(
     book: StockBook,
 ) -> dict[str, int]:
     origin = _referenced(conn, cmd.ref_id, DocType.TRANSFER_OUT)
+    if cmd.external_ref is not None:
+        if origin is not None:
+            raise _invalid(
+                "调拨入库不能同时引用本店调拨出库单和外部单据",
+                "a transfer in names either this store's transfer out or another store's, not both",
+                field="external_ref",
+            )
+        _check_external_ref_unused(conn, DocType.TRANSFER_IN, cmd.external_ref)
     cost = 0
     for line in lines:
         destination = _location(conn, line.location)
@@ -779,7 +798,9 @@ def _transfer_in(
                 cost += value
         else:
             lot = _receipt_lot(conn, line, ctx) if (line.lot or line.expiry) else ""
-            if line.price_fen is not None:
+            if cmd.lines[line.line_no - 1].amount_fen is not None:
+                value = line.gross_fen  # the line's value as shipped, pro rata (no per-unit rounding)
+            elif line.price_fen is not None:
                 value = line.qty * line.price_fen
             else:
                 value = book.unit_value(sku, destination, lot, line.qty_base, line.item.cost_fen, line.item.vat_rate_bp)
@@ -843,6 +864,139 @@ _HANDLERS: dict[DocType, Handler] = {
     DocType.GIFT_OUT: _outbound(sellable_only=True),  # expired goods are not given away
     DocType.SAMPLE_IN: _sample_in,
 }
+
+
+# --- transfers between stores (docs/transfers.md) ---------------------------------------------
+
+
+def transfer_share(shipped_value: int, shipped_qty: int, received_qty: int) -> int:
+    """The value of `received_qty` of a shipped part at the sender's cost: pro rata of the part's value,
+    rounded half-up once (an overage is valued at the same rate)."""
+    if shipped_qty <= 0:
+        raise ValueError("shipped_qty must be positive")
+    return div_round_half_up(shipped_value * received_qty, shipped_qty)
+
+
+def shipped_parts(conn: sqlite3.Connection, transfer_out_id: int) -> list[tuple[str, str, int, int]]:
+    """A transfer out's goods as they went into transit, by item and lot: (sku, lot, qty, value_fen)."""
+    return [
+        (str(r[0]), str(r[1]), int(r[2]), int(r[3]))
+        for r in conn.execute(
+            "SELECT sku, lot, SUM(qty), SUM(value_fen) FROM stock_moves WHERE document_id = ? AND location = ?"
+            " AND qty > 0 GROUP BY sku, lot ORDER BY MIN(id)",
+            (transfer_out_id, TRANSIT_LOCATION),
+        )
+    ]
+
+
+def _check_external_ref_unused(conn: sqlite3.Connection, doc_type: DocType, external_ref: str) -> None:
+    row = conn.execute(
+        "SELECT doc_no FROM documents d WHERE type = ? AND external_ref = ?"
+        " AND NOT EXISTS (SELECT 1 FROM documents r WHERE r.reverses_id = d.id)",
+        (doc_type.value, external_ref),
+    ).fetchone()
+    if row is not None:
+        raise _invalid(
+            f"外部单据 {external_ref} 已由 {row[0]} 处理",
+            f"external document {external_ref} is already booked by {row[0]}",
+            field="external_ref",
+            document=row[0],
+        )
+
+
+def _settle_transfer(conn: sqlite3.Connection, cmd: SettleTransfer, ctx: PostingContext) -> tuple[int, str, list[str]]:
+    """Take a transfer out's goods out of transit; the shortage (overage) at this store's cost goes to 1901."""
+    if not cmd.key or len(cmd.key) > 300:
+        raise _invalid("幂等键不能为空且不超过 300 字符", "idempotency key must be 1..300 characters", field="key")
+    for name in ("note", "actor", "device"):
+        _check_text(name, getattr(cmd, name))
+    _check_text("external_ref", cmd.external_ref, MAX_EXTERNAL_REF)
+    origin = _referenced(conn, cmd.transfer_out_id, DocType.TRANSFER_OUT)
+    assert origin is not None
+    settled = conn.execute(
+        "SELECT doc_no FROM documents d WHERE type = ? AND ref_id = ?"
+        " AND NOT EXISTS (SELECT 1 FROM documents r WHERE r.reverses_id = d.id)",
+        (DocType.TRANSFER_SETTLE.value, cmd.transfer_out_id),
+    ).fetchone()
+    if settled is not None:
+        raise _invalid(
+            f"调拨出库单 {origin['doc_no']} 已由 {settled[0]} 结算",
+            f"transfer out {origin['doc_no']} is settled already by {settled[0]}",
+            document=settled[0],
+        )
+    parts = shipped_parts(conn, cmd.transfer_out_id)
+    received: dict[tuple[str, str], int] = {}
+    for part in cmd.received:
+        key = (part.sku, part.lot)
+        if key in received or not isinstance(part.received_qty, int) or not 0 <= part.received_qty <= MAX_QTY * 1000:
+            raise _invalid(
+                f"收货数量无效或重复: {part.sku} 批次 {part.lot!r}",
+                f"received quantity invalid or repeated: {part.sku} lot {part.lot!r}",
+                item=part.sku,
+                lot=part.lot,
+            )
+        received[key] = part.received_qty
+    unknown = sorted(set(received) - {(p[0], p[1]) for p in parts})
+    if unknown:
+        raise _invalid(
+            f"调拨出库单 {origin['doc_no']} 没有发出 {unknown[0][0]} 批次 {unknown[0][1]!r}",
+            f"transfer out {origin['doc_no']} did not ship {unknown[0][0]} lot {unknown[0][1]!r}",
+            item=unknown[0][0],
+            lot=unknown[0][1],
+        )
+    rules = ctx.rules_in_effect(conn)
+    if DocType.TRANSFER_SETTLE.value not in rules.documents:
+        raise LedgerError(
+            f"凭证规则版本 {rules.version} 没有调拨结算 (transfer_settle) 规则，请安装新版本",
+            f"voucher rule version {rules.version} has no rule for transfer_settle; install a newer version",
+        )
+    book = StockBook(conn, business_date=ctx.business_date, allow_negative=ctx.allow_negative)
+    transit = _location(conn, TRANSIT_LOCATION, allow_transit=True)
+    shipped_value = received_value = 0
+    lines: list[ResolvedLine] = []
+    for line_no, (sku, lot, qty, value) in enumerate(parts, start=1):
+        # Out of transit at the value it went in with, unless the balance (shared with other transfers) cannot give it.
+        on_hand, on_value = book.balance(sku, transit, lot)
+        keep = qty < on_hand and on_value - value >= 0
+        shipped_value += book.issue(line_no, sku, transit, lot, qty, value if keep else None)
+        # The receiving store valued its receipt at the value shipped, pro rata (transfer_share): the same here.
+        share = transfer_share(value, qty, received.get((sku, lot), 0))
+        received_value += share
+        lines.append(
+            ResolvedLine(
+                line_no=line_no,
+                item=resolve_item(conn, sku, None),
+                code=sku,
+                qty=qty,  # shipped, in base units; what was received is in the receiving store's transfer_in
+                qty_base=qty,
+                price_fen=None,
+                gross_fen=share,
+                tax_fen=0,
+                lot=lot,
+                expiry=None,
+                location=transit,
+            )
+        )
+    # Shipped value not received (negative: received more than shipped), at this store's cost.
+    amounts = {"cost": shipped_value, "loss": shipped_value - received_value}
+    voucher = build_voucher(rules, DocType.TRANSFER_SETTLE.value, amounts, {})
+    header = _header(
+        conn,
+        ctx,
+        DocType.TRANSFER_SETTLE,
+        cmd.key,
+        cmd.actor,
+        cmd.device,
+        location=transit,
+        counterparty=origin["counterparty"],
+        ref_id=cmd.transfer_out_id,
+        note=cmd.note,
+        external_ref=cmd.external_ref,
+        gross_fen=received_value,
+        cost_fen=shipped_value,
+    )
+    _write(conn, ctx, header, lines, book.moves, voucher, rules.version)
+    return header["id"], header["doc_no"], sorted({m.sku for m in book.moves})
 
 
 # --- reversal ---------------------------------------------------------------------------------
@@ -971,6 +1125,15 @@ def _next_id(conn: sqlite3.Connection, table: str) -> int:
     return int(conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}").fetchone()[0])
 
 
+def _lot_expiries(conn: sqlite3.Connection, moves: list[Move]) -> list[list[str]]:
+    out: list[list[str]] = []
+    for sku, lot in sorted({(m.sku, m.lot) for m in moves if m.lot}):
+        row = conn.execute("SELECT expiry FROM lots WHERE sku = ? AND lot = ?", (sku, lot)).fetchone()
+        if row is not None and row[0]:
+            out.append([sku, lot, str(row[0])])
+    return out
+
+
 def _write(
     conn: sqlite3.Connection,
     ctx: PostingContext,
@@ -1062,11 +1225,14 @@ def _write(
                 "tax_fen": line.tax_fen,
                 "lot": line.lot,
                 "location": line.location,
+                "expiry": line.expiry,
             }
             for line in lines
         ],
         "moves": [[m.line_no, m.sku, m.location, m.lot, m.qty, m.value_fen] for m in moves],
         "voucher": voucher_payload,
+        # Expiry of every lot the moves touch that has one (a transfer out's lots are chosen first-expiry-first).
+        "lot_expiry": _lot_expiries(conn, moves),
     }
     conn.execute(
         "INSERT INTO outbox (document_id, kind, payload, created_at) VALUES (?, ?, ?, ?)",

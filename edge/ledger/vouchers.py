@@ -141,7 +141,10 @@ def _parse(data: Mapping[str, Any], accounts: Mapping[str, bool]) -> VoucherRule
         for variant in variants:
             _check_lines(doc_type, variant.lines, accounts, derived)
         documents[doc_type] = variants
-    missing = [t.value for t in DocType if t is not DocType.REVERSAL and t.value not in documents]
+    # A version installed before transfer settlements existed has no rule for them; settling is refused under it.
+    missing = [
+        t.value for t in DocType if t not in (DocType.REVERSAL, DocType.TRANSFER_SETTLE) and t.value not in documents
+    ]
     if missing:
         raise VoucherRuleError(f"规则表缺少这些单据类型的规则: {missing}", f"the rule table has no rule for: {missing}")
     reversal = data["reversal"]

@@ -81,6 +81,7 @@ class SyncClient:
             if response.status_code < 400:
                 return response
             body = _error_body(response)
+            detail = body.get("detail")
             if response.status_code == 401 and body.get("code") == "auth_clock_skew" and attempt == 1:
                 continue  # the offset is corrected from the answer: sign again
             if response.status_code >= 500 or response.status_code in (408, 429):
@@ -93,7 +94,7 @@ class SyncClient:
                 str(body.get("message") or "请求被拒绝"),
                 str(body.get("message_en") or f"HTTP {response.status_code}"),
                 response.status_code,
-                body.get("detail") if isinstance(body.get("detail"), dict) else {},
+                detail if isinstance(detail, dict) else {},
             )
         raise AssertionError("unreachable")
 

@@ -37,6 +37,7 @@ log = logging.getLogger("storebox.sync")
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 PULLERS = ("edge.sync.transfers", "edge.sync.packages")
+COMPACT_EVERY_S = 3600  # compaction runs at most hourly; the retention is counted in days
 ACK_STATUSES = frozenset({"applied", "duplicate", "queued"})
 
 
@@ -93,6 +94,7 @@ class SyncService:
         self.refused = False
         self._last_contact = 0.0
         self._last_pull = 0.0
+        self._last_compaction = -float(COMPACT_EVERY_S)
         writer.add_listener(self._on_commit)
 
     def _on_commit(self, _results: Any) -> None:
@@ -128,12 +130,11 @@ class SyncService:
         sent = rows = 0
         applied_through: int | None = None
         statuses: dict[str, int] = {}
-        while True:
-            batch = await self._read(outbox.next_batch, store, self.settings.sync_batch_rows)
-            if batch is None:
-                break
+        batch = await self._read(outbox.next_batch, store, self.settings.sync_batch_rows)
+        body = await asyncio.to_thread(encode_body, batch.body) if batch is not None else b""
+        while batch is not None:
             await self.writer.execute(
-                outbox.record_batch,
+                outbox.record_and_send,
                 batch.seq,
                 batch.first_row,
                 batch.last_row,
@@ -142,10 +143,23 @@ class SyncService:
                 self._now(),
             )
             head = await self._read(outbox.pending)
-            params = self._head_params(head)
-            await self.writer.execute(outbox.mark_sent, batch.seq, self._now())
+            sending = asyncio.create_task(
+                self.client.request(
+                    "POST",
+                    "/api/v1/sync/batches",
+                    params=self._head_params(head),
+                    content=body,
+                    headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+                )
+            )
+            # While this batch is on the wire and being applied, read and compress the next one (when the answer
+            # asks for batches again, the next one is chosen afresh instead).
+            following = await self._read(
+                outbox.batch_after, store, self.settings.sync_batch_rows, batch.seq, batch.last_row
+            )
+            following_body = await asyncio.to_thread(encode_body, following.body) if following is not None else b""
             try:
-                answer = await self.client.post_json("/api/v1/sync/batches", batch.body, params=params)
+                answer = _json_answer(await sending)
             except SyncError as error:
                 await self.writer.execute(outbox.mark_failed, batch.seq, error.message_en)
                 raise
@@ -163,6 +177,10 @@ class SyncService:
                     "aggregator is missing batches %s: sending them again / 汇总服务缺少批次，重发", resend[:10]
                 )
                 await self.writer.execute(outbox.unacknowledge, resend)
+                batch = await self._read(outbox.next_batch, store, self.settings.sync_batch_rows)
+                body = await asyncio.to_thread(encode_body, batch.body) if batch is not None else b""
+            else:
+                batch, body = following, following_body
         if sent == 0 and time.monotonic() - self._last_contact >= self.settings.sync_heartbeat_seconds:
             answer = await self.client.post_json(
                 "/api/v1/sync/heartbeat", b"", gzip=False, params=self._head_params(await self._read(outbox.pending))
@@ -174,6 +192,11 @@ class SyncService:
                 await self.writer.execute(outbox.set_state, {"applied_through": str(applied_through)})
             if missing:
                 await self.writer.execute(outbox.unacknowledge, missing[:1000])
+        if time.monotonic() - self._last_compaction >= COMPACT_EVERY_S:
+            self._last_compaction = time.monotonic()
+            compacted = await self.writer.execute(outbox.compact, self.clock(), self.settings.outbox_retention_days)
+            if compacted:
+                log.info("compacted %d acknowledged outbox rows / 已压缩 %d 条已确认的发件箱记录", compacted, compacted)
         await self._update_gauges()
         return {"batches": sent, "rows": rows, "answers": statuses, "applied_through": applied_through}
 
@@ -260,20 +283,16 @@ class SyncService:
             await self.client.aclose()
 
     async def status(self) -> dict[str, Any]:
-        head = await self._read(outbox.pending)
-        state = await self._read(_state_summary)
+        local = await self._read(local_status, self.clock())
         return {
             "configured": True,
             "url": self.settings.sync_url,
-            "pending_rows": head.rows,
-            "oldest_pending_at": head.oldest_at,
-            "head_seq": head.head_seq,
+            **local,
             "last_success_at": self.last_success_at,
             "failures": self.failures,
             "refused": self.refused,
             "last_error": self.last_error,
             "clock_offset_s": round(self.client.offset_s, 3),
-            **state,
         }
 
 
@@ -281,23 +300,52 @@ def _state_summary(conn: sqlite3.Connection) -> dict[str, Any]:
     row = conn.execute(
         "SELECT MAX(seq), MAX(CASE WHEN acked_at IS NOT NULL THEN seq END), MAX(acked_at) FROM sync_batches"
     ).fetchone()
+    error = conn.execute(
+        "SELECT seq, last_error FROM sync_batches WHERE last_error IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
     return {
         "last_batch": row[0],
         "last_acked_batch": row[1],
         "last_ack_at": row[2],
         "applied_through": int(outbox.get_state(conn, "applied_through") or 0),
         "compacted_through_row": int(outbox.get_state(conn, "compacted_through_row") or 0),
+        "last_batch_error": None if error is None else {"batch": int(error[0]), "error": str(error[1])},
     }
 
 
+def local_status(conn: sqlite3.Connection, now: datetime) -> dict[str, Any]:
+    """What the database knows of sync (no aggregator asked): pending rows, batches, acknowledgement, lag."""
+    head = outbox.pending(conn)
+    lag = 0.0
+    if head.rows and head.oldest_at:
+        with contextlib.suppress(ValueError):
+            lag = max(0.0, (now - datetime.fromisoformat(head.oldest_at)).total_seconds())
+    return {
+        "pending_rows": head.rows,
+        "oldest_pending_at": head.oldest_at,
+        "head_seq": head.head_seq,
+        "lag_seconds": round(lag, 3),
+        **_state_summary(conn),
+    }
+
+
+def _json_answer(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise SyncUnavailable("汇总服务的应答不是 JSON", "the aggregator's answer is not JSON") from None
+
+
 def _read_answer(answer: Any, seq: int) -> tuple[str, int, list[int]]:
-    if not isinstance(answer, dict) or answer.get("status") not in ACK_STATUSES or answer.get("seq") != seq:
+    if not isinstance(answer, dict) or not isinstance(answer.get("status"), str):
+        raise SyncUnavailable("汇总服务的应答无法识别", f"unrecognised answer from the aggregator: {str(answer)[:200]}")
+    if answer["status"] not in ACK_STATUSES or answer.get("seq") != seq:
         raise SyncUnavailable("汇总服务的应答无法识别", f"unrecognised answer from the aggregator: {str(answer)[:200]}")
     applied = answer.get("applied_through")
     missing = answer.get("missing") or []
-    if not isinstance(applied, int) or not isinstance(missing, list):
+    if not isinstance(applied, int) or isinstance(applied, bool) or not isinstance(missing, list):
         raise SyncUnavailable("汇总服务的应答无法识别", "unrecognised answer from the aggregator")
-    return str(answer["status"]), applied, [m for m in missing if isinstance(m, int) and m > 0]
+    return str(answer["status"]), applied, [m for m in missing if type(m) is int and m > 0]
 
 
 def build_sync(
@@ -310,4 +358,4 @@ def build_sync(
     return SyncService(settings, writer, open_reader, clock, registry)
 
 
-__all__ = ["PullContext", "SyncService", "build_sync", "encode_body"]
+__all__ = ["PullContext", "SyncService", "build_sync", "encode_body", "local_status"]

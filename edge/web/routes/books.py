@@ -151,6 +151,9 @@ class BooksValuationOut(BaseModel):
     received_from_other_stores_fen: int = Field(
         description="booked to 1402 here by transfers in from other stores' transit; 1402 nets company-wide"
     )
+    settled_to_other_stores_fen: int = Field(
+        description="left in 1402 here by settled transfers out: what the receiving stores received (1402 nets)"
+    )
     agrees: bool
 
 

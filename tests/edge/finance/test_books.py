@@ -337,6 +337,7 @@ def test_the_books_check_passes_on_posted_books(sample: sqlite3.Connection) -> N
         "stock_outside_transit_fen": 17000,
         "gl_1402_fen": 1000,
         "received_from_other_stores_fen": 0,
+        "settled_to_other_stores_fen": 0,
         "stock_in_transit_fen": 1000,
     }
     assert report.checked == {"vouchers": 6, "voucher_lines": 17}
