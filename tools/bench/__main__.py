@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.bench import ingest, matching, ocr, plan, posting, trial_balance
+from tools.bench import ingest, matching, ocr, plan, posting, sync, trial_balance
 
 
 def main() -> None:
@@ -12,6 +12,7 @@ def main() -> None:
     trial_balance.main([])
     ocr.main([])
     plan.main([])
+    sync.main([])
 
 
 if __name__ == "__main__":
