@@ -129,6 +129,7 @@ class Planner:
         registry: CollectorRegistry | None = None,
         model: DemandModel | None = None,
         load_model: Callable[[], DemandModel | None] | None = None,
+        model_source: Callable[[], object] | None = None,
         signal_policy: SignalPolicy | None = None,
         lead_time_policy: LeadTimePolicy | None = None,
         return_policy: Any = None,
@@ -140,6 +141,9 @@ class Planner:
         self.business_date = business_date
         self.model = model
         self._load_model = load_model
+        self._model_source = model_source  # where the model comes from now: a change reloads it at the next run
+        self._model_from: object = None
+        self._model_loaded = False
         self.signal_policy = signal_policy
         self.lead_time_policy = lead_time_policy
         self.return_policy = return_policy
@@ -287,8 +291,10 @@ class Planner:
 
     def _prepare(self, ctx: PlanContext, skus: list[str] | None) -> Any:
         if self._load_model is not None:  # loaded on the first run, in this worker thread, not at start
-            load, self._load_model = self._load_model, None
-            self.model = load()
+            source = self._model_source() if self._model_source is not None else None
+            if self._model_loaded is False or source != self._model_from:  # first run, or HQ installed another
+                self._model_from, self._model_loaded = source, True
+                self.model = self._load_model()
             ctx = replace(ctx, model=self.model)
         conn = self.open_reader()
         try:
@@ -481,10 +487,18 @@ def build_planner(
     from edge.forecast.runtime import ForecastMetrics, load_demand_model, shipped_models_dir
     from edge.replenishment.returns import ReturnSpikePolicy
 
+    metrics = ForecastMetrics(registry)
+
+    def model_folder() -> Any:
+        """HQ's model package `demand` when one is installed (docs/packages.md), else the configured or shipped."""
+        installed = settings.packages_dir / "model" / "demand" / "current"
+        if installed.is_dir():
+            return installed.resolve()  # resolved: a new version is a new folder, and the planner reloads
+        return getattr(settings, "models_dir", None) or shipped_models_dir()
+
     def load_model() -> DemandModel | None:
         kind = getattr(settings, "forecast_model", "none")
-        folder = getattr(settings, "models_dir", None) or shipped_models_dir()
-        return load_demand_model(folder, kind, metrics=ForecastMetrics(registry))
+        return load_demand_model(model_folder(), kind, metrics=metrics)
 
     return Planner(
         PlannerSettings.from_settings(settings),
@@ -494,6 +508,7 @@ def build_planner(
         business_date=settings.business_date,
         registry=registry,
         load_model=load_model,
+        model_source=model_folder,
         signal_policy=SignalPolicy.from_settings(settings),
         lead_time_policy=LeadTimePolicy.from_settings(settings),
         return_policy=ReturnSpikePolicy.from_settings(settings),
