@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cloud_sync.auth import StoreIdentity, signed_store
 from cloud_sync.errors import CloudError
-from cloud_sync.transfers.queries import DIRECTIONS, STATES, list_transfers, peer_stock
+from cloud_sync.transfers.queries import DIRECTIONS, STATES, list_requests, list_transfers, peer_stock, store_request
 
 router = APIRouter(prefix="/api/v1", tags=["transfers"])
 Store = Annotated[StoreIdentity, Depends(signed_store)]
@@ -56,3 +56,37 @@ async def get_transfers(
             return list_transfers(conn, who.store, direction, state)
 
     return {"store": who.store, "direction": direction, "transfers": await run_in_threadpool(read)}
+
+
+@router.post("/sync/transfer-requests")
+async def post_transfer_request(request: Request, who: Store) -> dict[str, Any]:
+    """Send one of this store's transfer requests to the store it asks to ship (same company); idempotent on the
+    request's id in the box. Body JSON: request_id, from_store, sku, qty, unit, qty_base, cold_chain, deadline, note."""
+    state = request.app.state
+    now = state.clock()
+
+    def write() -> dict[str, Any]:
+        with state.engine.begin() as conn:
+            return store_request(conn, who.store, who.body, now)
+
+    return await run_in_threadpool(write)
+
+
+@router.get("/sync/transfer-requests")
+async def get_transfer_requests(request: Request, who: Store, direction: str = "incoming") -> dict[str, Any]:
+    """Transfer requests other stores sent to this store (incoming) or this store sent (outgoing), newest first."""
+    if direction not in DIRECTIONS:
+        raise CloudError(
+            "invalid_direction",
+            f"direction 须为 {'/'.join(DIRECTIONS)}",
+            f"direction must be one of {', '.join(DIRECTIONS)}",
+            422,
+            field="direction",
+        )
+    engine = request.app.state.engine
+
+    def read() -> list[dict[str, Any]]:
+        with engine.connect() as conn:
+            return list_requests(conn, who.store, direction)
+
+    return {"store": who.store, "direction": direction, "requests": await run_in_threadpool(read)}

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
-from datetime import date
+import re
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from cloud_sync.errors import CloudError
 from cloud_sync.tables import item_activity, items, lots, stock, stores
 from cloud_sync.transfers.derive import TRANSIT
-from cloud_sync.transfers.tables import transfer_parts, transfers
+from cloud_sync.transfers.tables import transfer_parts, transfer_requests, transfers
 
 STATES = ("in_transit", "received", "settled", "cancelled")
 DIRECTIONS = ("incoming", "outgoing")
@@ -153,3 +156,89 @@ def company_stock(conn: sa.Connection, company: str, sku: str) -> dict[str, int]
     transit = sum(int(r.qty) for r in rows if r.location == TRANSIT)
     already = sum(q for (s, k, _), q in received_in_transit(conn).items() if s in store_ids and k == sku)
     return {"on_hand": on_hand, "in_transit": transit - already, "total": on_hand + transit - already}
+
+
+CODE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REQUEST_FIELDS = ("request_id", "from_store", "sku", "qty", "unit", "qty_base", "cold_chain", "deadline", "note")
+
+
+def _invalid(field: str) -> CloudError:
+    return CloudError(
+        "transfer_request_invalid",
+        f"调拨申请字段无效: {field}",
+        f"transfer request field is invalid: {field}",
+        422,
+        field=field,
+    )
+
+
+def store_request(conn: sa.Connection, store: str, body: bytes, now: datetime) -> dict[str, Any]:
+    """Keep a transfer request from `store` to another store of its company (outside input: every field checked)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _invalid("body") from None
+    if not isinstance(data, dict) or set(data) - set(REQUEST_FIELDS):
+        raise _invalid("body")
+
+    def whole(name: str, high: int) -> int:
+        value = data.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+            raise _invalid(name)
+        return value
+
+    def text(name: str, limit: int, *, optional: bool = False, pattern: re.Pattern[str] | None = None) -> str | None:
+        value = data.get(name)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not 1 <= len(value) <= limit or (pattern and not pattern.match(value)):
+            raise _invalid(name)
+        return value
+
+    row = {
+        "to_store": store,
+        "request_id": whole("request_id", 2**62),
+        "from_store": text("from_store", 64, pattern=CODE),
+        "sku": text("sku", 64, pattern=CODE),
+        "qty": whole("qty", 10**9),
+        "unit": text("unit", 16),
+        "qty_base": whole("qty_base", 10**12),
+        "cold_chain": data.get("cold_chain"),
+        "deadline": text("deadline", 40, optional=True),
+        "note": text("note", 500, optional=True),
+        "sent_at": now.isoformat(),
+    }
+    if row["cold_chain"] not in ("ambient", "chilled", "frozen"):
+        raise _invalid("cold_chain")
+    company = sa.select(stores.c.company).where(stores.c.id == store).scalar_subquery()
+    source = conn.execute(
+        sa.select(stores.c.id).where(
+            stores.c.id == row["from_store"], stores.c.company == company, stores.c.disabled_at.is_(None)
+        )
+    ).first()
+    if source is None or row["from_store"] == store:
+        raise CloudError(
+            "unknown_source_store",
+            f"本公司没有可调出的门店 {row['from_store']}",
+            f"no other active store {row['from_store']} in this company",
+            422,
+            field="from_store",
+        )
+    found = conn.execute(
+        sa.select(transfer_requests.c.id).where(
+            transfer_requests.c.to_store == store, transfer_requests.c.request_id == row["request_id"]
+        )
+    ).first()
+    if found is not None:
+        return {"id": int(found.id), "status": "duplicate"}
+    inserted = conn.execute(transfer_requests.insert().values(**row)).inserted_primary_key
+    assert inserted is not None
+    return {"id": int(inserted[0]), "status": "stored"}
+
+
+def list_requests(conn: sa.Connection, store: str, direction: str, limit: int = 200) -> list[dict[str, Any]]:
+    column = transfer_requests.c.from_store if direction == "incoming" else transfer_requests.c.to_store
+    rows = conn.execute(
+        sa.select(transfer_requests).where(column == store).order_by(transfer_requests.c.id.desc()).limit(limit)
+    ).all()
+    return [dict(r._mapping) for r in rows]

@@ -51,4 +51,24 @@ transfer_parts = sa.Table(
     sa.Column("received_value_fen", Big),
 )
 
-TABLES = [transfers, transfer_parts]
+# A store's transfer request (调拨申请, issue 5) sent to the store it asks to ship: the source store's box lists it.
+transfer_requests = sa.Table(
+    "transfer_requests",
+    metadata,
+    sa.Column("id", Big().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("to_store", sa.String(64), nullable=False),  # the requesting store, where the goods go
+    sa.Column("request_id", Big, nullable=False),  # its id in the requesting box
+    sa.Column("from_store", sa.String(64), nullable=False),  # the store asked to ship
+    sa.Column("sku", sa.String(64), nullable=False),
+    sa.Column("qty", Big, nullable=False),
+    sa.Column("unit", sa.String(16), nullable=False),
+    sa.Column("qty_base", Big, nullable=False),
+    sa.Column("cold_chain", sa.String(16), nullable=False),
+    sa.Column("deadline", sa.String(40)),
+    sa.Column("note", sa.Text),
+    sa.Column("sent_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("to_store", "request_id", name="transfer_requests_once"),
+)
+sa.Index("transfer_requests_by_source", transfer_requests.c.from_store, transfer_requests.c.id)
+
+TABLES = [transfers, transfer_parts, transfer_requests]

@@ -44,7 +44,7 @@ def backup_create(
         typer.echo("storebox: give --out FILE or --dir DIR / 请指定 --out 或 --dir", err=True)
         raise typer.Exit(2)
     now = datetime.now(UTC)
-    target = out if out is not None else out_dir / f"storebox-{settings.store_id}-{now:%Y%m%dT%H%M%SZ}.tar.gz"  # type: ignore[operator]
+    target = out if out is not None else out_dir / f"storebox-{settings.store_id}-{now:%Y%m%dT%H%M%S.%fZ}.tar.gz"  # type: ignore[operator]
     if target.exists():
         typer.echo(f"storebox: {target} exists / 文件已存在", err=True)
         raise typer.Exit(2)

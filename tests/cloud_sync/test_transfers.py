@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from cloud_sync.db import create_engine, migrate
+from cloud_sync.errors import CloudError
 from cloud_sync.tables import stock
-from cloud_sync.transfers.queries import company_stock, received_in_transit
+from cloud_sync.transfers.queries import company_stock, received_in_transit, store_request
 from edge.ledger.commands import DocType, Line, PostDocument, ReverseDocument
 from edge.ledger.posting import shipped_parts
 from edge.sync.transfers import ShippedPart, parse_parts, receipt_command, settle_command
@@ -165,3 +169,80 @@ def test_peer_stock_lists_other_stores_of_the_company_with_shelf_life_and_distan
     assert a.get("/api/v1/sync/peer-stock?sku=M1")["stores"] == []  # B has none; s3 is another company
     bad = asyncio.run(a.session.get("/api/v1/sync/transfers?direction=sideways"))
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_direction"
+
+
+def _post(session: StoreSession, target: str, body: bytes) -> Any:
+    async def go() -> Any:
+        async with session.client() as c:
+            return await c.post(target, content=body, headers=session.headers("POST", target, body))
+
+    return asyncio.run(go())
+
+
+def test_transfer_requests_reach_the_source_store_once_and_garbage_is_refused(boxes: tuple[Box, Box]) -> None:
+    a, b = boxes
+    request = {
+        "request_id": 3,
+        "from_store": "s1",
+        "sku": "M1",
+        "qty": 2,
+        "unit": "箱",
+        "qty_base": 24,
+        "cold_chain": "chilled",
+        "deadline": None,
+        "note": "急需",
+    }
+    target = "/api/v1/sync/transfer-requests"
+    first = _post(b.session, target, json.dumps(request).encode())
+    assert first.status_code == 200 and first.json()["status"] == "stored", first.text
+    again = _post(b.session, target, json.dumps(request).encode())
+    assert again.json() == {"id": first.json()["id"], "status": "duplicate"}
+    [asked] = a.get(target + "?direction=incoming")["requests"]
+    assert (asked["to_store"], asked["qty_base"], asked["note"]) == ("s2", 24, "急需")
+    assert b.get(target + "?direction=incoming")["requests"] == []
+    for bad in (
+        b"not json",
+        b"[]",
+        json.dumps({**request, "from_store": "s3"}).encode(),
+        json.dumps({**request, "qty": 0}).encode(),
+        json.dumps({**request, "extra": 1}).encode(),
+    ):
+        refused = _post(b.session, target, bad)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] in ("transfer_request_invalid", "unknown_source_store")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.dictionaries(
+            st.sampled_from(["request_id", "from_store", "sku", "qty", "unit", "qty_base", "cold_chain", "x"]),
+            st.none() | st.booleans() | st.integers(-5, 2**63) | st.text(max_size=70),
+        ).map(lambda d: json.dumps(d).encode()),
+    )
+)
+def test_a_transfer_request_body_is_stored_or_refused_with_422_never_a_crash(
+    tmp_path_factory: pytest.TempPathFactory, body: bytes
+) -> None:
+    engine = _request_engine(tmp_path_factory)
+    with engine.begin() as conn:
+        try:
+            answer = store_request(conn, "s2", body, datetime(2026, 12, 5, tzinfo=UTC))
+        except CloudError as error:
+            assert error.status == 422
+            return
+    assert answer["status"] in ("stored", "duplicate")
+
+
+_ENGINES: dict[str, sa.Engine] = {}
+
+
+def _request_engine(factory: pytest.TempPathFactory) -> sa.Engine:
+    if "e" not in _ENGINES:
+        engine = create_engine(f"sqlite:///{factory.mktemp('requests') / 'cloud.db'}")
+        migrate(engine)
+        register_store(engine, "s1")
+        register_store(engine, "s2")
+        _ENGINES["e"] = engine
+    return _ENGINES["e"]

@@ -20,3 +20,19 @@ CREATE TABLE sync_transfers (
 );
 CREATE INDEX sync_transfers_by_direction ON sync_transfers(direction, state);
 CREATE INDEX sync_transfers_by_external_ref ON sync_transfers(external_ref);
+
+-- Transfer requests (调拨申请) other stores sent to this store through the aggregator: asked to ship.
+CREATE TABLE sync_transfer_requests (
+    id          INTEGER PRIMARY KEY,                    -- the aggregator's id
+    to_store    TEXT NOT NULL,                          -- the requesting store
+    request_id  INTEGER NOT NULL,                       -- its id in the requesting box
+    sku         TEXT NOT NULL,
+    qty         INTEGER NOT NULL,
+    unit        TEXT NOT NULL,
+    qty_base    INTEGER NOT NULL,
+    cold_chain  TEXT NOT NULL,
+    deadline    TEXT,
+    note        TEXT,
+    sent_at     TEXT NOT NULL,
+    pulled_at   TEXT NOT NULL
+);

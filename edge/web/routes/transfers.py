@@ -96,3 +96,9 @@ async def sources(
     if sync is None:
         raise SyncNotConfigured("未设置 sync_url", "sync_url is not set")
     return await tr.sources(sync.client, deps.settings, deps.writer, deps.open_reader, sku, deps.clock)
+
+
+@router.get("/transfers/requests", summary="Transfer requests to ship / 他店调拨申请")
+async def requests(deps: Deps, user: Reader_) -> dict[str, Any]:
+    """Transfer requests other stores sent to this store through the aggregator (asked to ship), as last pulled."""
+    return {"requests": await read(deps, tr.list_requests)}
