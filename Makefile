@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench lint format clean fonts mosquitto postgres models
+.PHONY: install run test test-fast bench lint format clean fonts mosquitto postgres systemd models
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,12 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
-test: $(STAMP) fonts mosquitto postgres
+# systemd-analyze and systemd-sysusers for the unit tests (tests/systemd/: systemd-analyze verify on systemd/*).
+systemd:
+	@command -v systemd-analyze >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null)
+
+test: $(STAMP) fonts mosquitto postgres systemd
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict edge tools/sim cloud_sync
