@@ -272,8 +272,9 @@ async def run_box(settings: Settings, *, demo: bool = False) -> int:
     """
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.log_level != "DEBUG":
-        # amqtt and its state machine narrate every connection at INFO; the box logs what matters itself.
-        for noisy in ("transitions", "amqtt"):
+        # amqtt and its state machine narrate every connection at INFO, httpx every request to the aggregator; the
+        # box logs what matters itself.
+        for noisy in ("transitions", "amqtt", "httpx"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     # The writer thread and the event loop share the GIL: hand it over sooner than the 5 ms default so
     # that acks and socket reads do not queue behind a posting batch.

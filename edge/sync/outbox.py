@@ -168,6 +168,13 @@ def pending(conn: sqlite3.Connection) -> Pending:
     return Pending(head, max(0, head - after), None if oldest is None else str(oldest[0]))
 
 
+def pending_after(conn: sqlite3.Connection, last_row: int) -> Pending:
+    """What is left to send after the batch ending at outbox row `last_row` (sent with that batch)."""
+    head = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
+    oldest = conn.execute("SELECT created_at FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1", (last_row,)).fetchone()
+    return Pending(head, max(0, head - last_row), None if oldest is None else str(oldest[0]))
+
+
 def compact(conn: sqlite3.Connection, now: datetime, retention_days: int) -> int:
     """Delete outbox rows whose batch was acknowledged, applied by the aggregator and acknowledged longer than the
     retention period ago; record the watermark so `ledger verify` knows their documents had their row."""

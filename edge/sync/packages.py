@@ -861,6 +861,9 @@ async def report_status(client: Any, ctx: Any) -> int:
     return len(done)
 
 
+_KEY_WARNED: set[int] = set()
+
+
 async def pull(client: Any, ctx: Any) -> None:
     """The sync service's puller: repair links, install what is new for this store, report statuses."""
     settings = ctx.settings
@@ -872,7 +875,9 @@ async def pull(client: Any, ctx: Any) -> None:
         conn.close()
     await report_status(client, ctx)
     if not settings.hq_public_key:
-        log.warning("未设置 hq_public_key，不接收下发包 / hq_public_key is not set: packages are not pulled")
+        if id(ctx) not in _KEY_WARNED:  # once per sync service, not at every pull
+            log.warning("未设置 hq_public_key，不接收下发包 / hq_public_key is not set: packages are not pulled")
+            _KEY_WARNED.add(id(ctx))
         return
     offered = await client.get_json("/api/v1/sync/packages")
     loop = asyncio.get_running_loop()

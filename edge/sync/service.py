@@ -142,7 +142,8 @@ class SyncService:
                 batch.digest,
                 self._now(),
             )
-            head = await self._read(outbox.pending)
+            # What will still be pending once this batch is stored: the aggregator's lag figure for the store.
+            head = await self._read(outbox.pending_after, batch.last_row)
             sending = asyncio.create_task(
                 self.client.request(
                     "POST",
