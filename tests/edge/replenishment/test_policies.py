@@ -343,7 +343,9 @@ def test_valid_rows_give_what_the_reference_formulas_give(rows: list[tuple[str, 
         elif kind == "newsvendor-poisson":
             qi, cost = ref.newsvendor_poisson_reference(one([mean]), one([p]), one([h]))
             assert result.order_quantity == qi[0]
-            assert result.expected_cost == pytest.approx(cost[0], rel=1e-9, abs=1e-9)
+            # The expected cost sums a few hundred Poisson terms (scipy's in the reference, a recurrence in the
+            # kernel): they agree to about 1e-9 relative, not better (seen at mean 285: 1.0e-9).
+            assert result.expected_cost == pytest.approx(cost[0], rel=1e-7, abs=1e-9)
         elif kind == "rop-normal":
             z = ref.service_factor_reference(one([level]))
             want = ref.reorder_point_reference(one([mean]), one([std]), one([lead]), one([0.0]), one([0.0]), z)
