@@ -270,5 +270,20 @@ def stores_disable(store_id: str) -> None:
     typer.echo(json.dumps({"disabled": store_id}))
 
 
+@stores_app.command("enable")
+def stores_enable(store_id: str) -> None:
+    """Take a disabled store's requests again."""
+    from cloud_sync.tables import stores
+
+    with engine().begin() as conn:
+        result = conn.execute(
+            stores.update().where(stores.c.id == store_id, stores.c.disabled_at.is_not(None)).values(disabled_at=None)
+        )
+    if not result.rowcount:
+        typer.echo(f"未知或未停用的门店 / unknown store, or not disabled: {store_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps({"enabled": store_id}))
+
+
 def main() -> None:
     app()

@@ -5,6 +5,7 @@ A bad value raises CloudConfigError with one line naming the setting and what is
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +45,11 @@ class CloudSettings(BaseSettings):
 
 def load_cloud_settings(**overrides: object) -> CloudSettings:
     """Settings from the environment (and `overrides`), or CloudConfigError naming the first bad one."""
+    known = {f"STOREBOX_CLOUD_{name.upper()}" for name in CloudSettings.model_fields}
+    unknown = sorted(k for k in os.environ if k.startswith("STOREBOX_CLOUD_") and k not in known)
+    if unknown:
+        # A misspelt STOREBOX_CLOUD_DB_URL would otherwise run a chain's aggregator on a fresh SQLite file.
+        raise CloudConfigError(f"{unknown[0]}: 未知配置项 / unknown setting; known: {', '.join(sorted(known))}")
     try:
         return CloudSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

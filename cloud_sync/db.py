@@ -8,6 +8,7 @@ with an advisory lock and per-store ingest with a row lock on the store's sync s
 from __future__ import annotations
 
 import importlib
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,8 @@ def create_engine(url: str) -> sa.Engine:
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():  # it holds every store's HMAC secret: readable by the service user only
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @sa.event.listens_for(engine, "connect")

@@ -519,6 +519,19 @@ def note_contact(conn: sa.Connection, store: str, head: Head, now: datetime) -> 
     conn.execute(sync_state.update().where(sync_state.c.store == store).values(**values))
 
 
+def without_nul(value: Any) -> Any:
+    """The batch with every NUL character in its texts replaced by U+FFFD: PostgreSQL cannot store NUL in text,
+    and one item name typed with a NUL on a box must not stall that store's sync (SQLite and PostgreSQL then hold
+    the same text). Only run when the raw body holds an escaped NUL at all."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    return value
+
+
 def ingest_batch(
     engine: sa.Engine, store: str, body: bytes, *, compressed: bool, head: Head, now: datetime
 ) -> dict[str, Any]:
@@ -528,6 +541,8 @@ def ingest_batch(
         data = parse_json(raw)
     except ProtocolError as error:
         raise _from_protocol(error) from None
+    if b"\\u0000" in raw:
+        data = without_nul(data)
     seq, rows = validate_batch(data, store)
     digest = batch_digest(raw)
     for attempt in range(3):

@@ -26,6 +26,7 @@ from cloud_sync.tables import (
     documents,
     gl_period,
     items,
+    rejections,
     sales_daily,
     stock,
     stores,
@@ -92,6 +93,15 @@ def _lag_select() -> sa.Select[Any]:
     above = batches.c.seq > sync_state.c.applied_through
     newest = sa.select(sa.func.max(batches.c.seq)).where(batches.c.store == stores.c.id, above).scalar_subquery()
     held = sa.select(sa.func.count()).where(batches.c.store == stores.c.id, above).scalar_subquery()
+    # The store's latest refused request (a conflict, an expired key): a store knocking in vain is not "in sync".
+    refused_at = sa.select(sa.func.max(rejections.c.at)).where(rejections.c.store == stores.c.id).scalar_subquery()
+    refused_code = (
+        sa.select(rejections.c.code)
+        .where(rejections.c.store == stores.c.id)
+        .order_by(rejections.c.at.desc(), rejections.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     return (
         sa.select(
             stores.c.id.label("store"),
@@ -113,6 +123,8 @@ def _lag_select() -> sa.Select[Any]:
             sync_state.c.clock_offset_s,
             newest.label("newest_batch"),
             held.label("held_batches"),
+            refused_at.label("last_refusal_at"),
+            refused_code.label("last_refusal_code"),
         )
         .select_from(stores.join(companies, companies.c.id == stores.c.company).outerjoin(sync_state))
         .order_by(stores.c.id)
@@ -139,6 +151,11 @@ def _lag(row: Row, now: datetime, stale_after: timedelta) -> Item:
         "last_contact_age_s": contact_age,
         "clock_offset_s": row.clock_offset_s,
         "stale": contact_age is None or contact_age > stale_after.total_seconds(),
+        "last_refusal_code": row.last_refusal_code,
+        "last_refusal_at": row.last_refusal_at,
+        # Refused since its last accepted request (a conflict notes the contact at the same instant).
+        "refused": row.last_refusal_at is not None
+        and (row.last_contact_at is None or row.last_refusal_at >= row.last_contact_at),
     }
 
 
@@ -163,6 +180,9 @@ LAG_COLUMNS = (
     Column("last_batch_at", "最近批次", "Last batch at"),
     Column("last_contact_at", "最近联系", "Last contact at"),
     Column("stale", "失联", "Stale"),
+    Column("refused", "被拒绝", "Refused"),
+    Column("last_refusal_code", "最近拒绝原因", "Last refusal code"),
+    Column("last_refusal_at", "最近拒绝时间", "Last refusal at"),
 )
 
 

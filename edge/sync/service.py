@@ -254,32 +254,48 @@ class SyncService:
         self._wake = asyncio.Event()
         self._lock = self._lock or asyncio.Lock()
         try:
+            next_upload = 0.0  # while backing off: when the upload may be tried again
             while True:
-                delay = self.settings.sync_interval_seconds
-                try:
-                    async with self._lock:
-                        await self._round()
-                        if time.monotonic() - self._last_pull >= self.settings.sync_pull_interval_seconds:
-                            self._last_pull = time.monotonic()
+                if time.monotonic() >= next_upload:
+                    delay = 0.0
+                    try:
+                        async with self._lock:
+                            await self._round()
+                    except SyncUnavailable as error:
+                        self.failures += 1
+                        self.last_error = error.to_dict()
+                        self.metrics.failures.labels(reason="unavailable").inc()
+                        delay = self.backoff_seconds()
+                        log.info(
+                            "aggregator unavailable, retry in %.1f s / 汇总服务不可用: %s", delay, error.message_en
+                        )
+                    except SyncError as error:
+                        self.failures += 1
+                        self.refused = isinstance(error, SyncRefused)
+                        self.last_error = error.to_dict()
+                        self.metrics.failures.labels(reason=getattr(error, "remote_code", error.code)).inc()
+                        delay = self.backoff_seconds()
+                        log.error("sync refused: %s / 同步被拒绝: %s", error.message_en, error.message)
+                    next_upload = time.monotonic() + delay
+                # The pullers keep their own schedule: a refused or failing upload (a conflict after a restore, a
+                # revoked key) must not stop incoming transfers, settlements and packages.
+                if time.monotonic() - self._last_pull >= self.settings.sync_pull_interval_seconds:
+                    self._last_pull = time.monotonic()
+                    try:
+                        async with self._lock:
                             await self._pull()
-                except SyncUnavailable as error:
-                    self.failures += 1
-                    self.last_error = error.to_dict()
-                    self.metrics.failures.labels(reason="unavailable").inc()
-                    delay = self.backoff_seconds()
-                    log.info("aggregator unavailable, retry in %.1f s / 汇总服务不可用: %s", delay, error.message_en)
-                except SyncError as error:
-                    self.failures += 1
-                    self.refused = isinstance(error, SyncRefused)
-                    self.last_error = error.to_dict()
-                    self.metrics.failures.labels(reason=getattr(error, "remote_code", error.code)).inc()
-                    delay = self.backoff_seconds()
-                    log.error("sync refused: %s / 同步被拒绝: %s", error.message_en, error.message)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    except SyncError as error:
+                        self.metrics.failures.labels(reason="pull").inc()
+                        log.info("sync pull failed / 同步拉取失败: %s", error.message_en)
+                if self.failures:
+                    # Backing off: a posting does not cut the wait short, or a busy store would knock once per sale
+                    # on an aggregator that is coming back (and a refused box would resend on every posting).
+                    next_pull = self._last_pull + self.settings.sync_pull_interval_seconds
+                    await asyncio.sleep(max(0.0, min(next_upload, next_pull) - time.monotonic()))
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sync_interval_seconds)
                 self._wake.clear()
-                if self.failures and not self.refused:
-                    continue  # woken by a commit during a backoff: still wait out the backoff next time round
         finally:
             await self.client.aclose()
 

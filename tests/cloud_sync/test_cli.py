@@ -94,6 +94,22 @@ def test_a_bad_setting_stops_with_one_line(cloud_db_url: str) -> None:
     assert "STOREBOX_CLOUD_PORT" in result.stderr
 
 
+def test_a_misspelt_setting_is_refused_rather_than_ignored(cloud_db_url: str) -> None:
+    result = CliRunner().invoke(cli, ["migrate"], env={"STOREBOX_CLOUD_DB_ULR": cloud_db_url})
+    assert result.exit_code == 2
+    assert "STOREBOX_CLOUD_DB_ULR" in result.stderr and "unknown setting" in result.stderr
+
+
+def test_a_disabled_store_can_be_enabled_again(run: Any) -> None:
+    run("stores", "add", "s9", "--name", "九号店", "--company", "co-1")
+    run("stores", "disable", "s9")
+    run("stores", "disable", "s9", code=1)
+    run("stores", "enable", "s9")
+    run("stores", "enable", "s9", code=1)
+    listed = {r["store"]: r for r in lines(run("stores", "list"))}
+    assert listed["s9"]["disabled_at"] is None
+
+
 def test_python_m_cloud_sync_is_the_cli() -> None:
     done = subprocess.run([sys.executable, "-m", "cloud_sync", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

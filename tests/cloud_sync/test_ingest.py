@@ -511,3 +511,41 @@ def test_an_aggregator_killed_mid_batch_keeps_nothing_of_it(cloud_db_url: str, t
     with engine.connect() as conn:
         assert store_totals(conn, "s1")["documents"] == 500
     engine.dispose()
+
+
+def test_a_nul_character_in_any_text_does_not_stall_the_store(session: StoreSession) -> None:
+    """PostgreSQL cannot store NUL in text: it is kept as U+FFFD on both databases and the batch applies."""
+    poisoned = sale(1, sku="A\x00B")
+    items_row = {
+        "seq": 2,
+        "kind": "state.items",
+        "payload": {"items": [{"sku": "A\x00B", "name": "酱油\x00X", "base_unit": "瓶"}]},
+    }
+    answer = send(session, 1, [*rows_of([poisoned]), items_row])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "applied"
+    with session.app.state.engine.connect() as conn:
+        stored = conn.execute(sa.select(items.c.sku, items.c.name)).one()
+    assert tuple(stored) == ("A\ufffdB", "酱油\ufffdX")
+    assert "A\ufffdB|floor|" in totals(session.app)["stock_lines"]
+    again = send(session, 1, [*rows_of([poisoned]), items_row])
+    assert again.json()["status"] == "duplicate"  # the digest is of the bytes as sent
+
+
+def test_hq_sync_lag_shows_a_store_whose_batches_are_refused(session: StoreSession) -> None:
+    from cloud_sync.hq.queries import run_page, sync_lag_query
+
+    def lag() -> dict[str, Any]:
+        with session.app.state.engine.connect() as conn:
+            item: dict[str, Any] = run_page(conn, sync_lag_query(datetime.now(UTC), timedelta(minutes=30)), 10, 0)[
+                "items"
+            ][0]
+        return item
+
+    assert send(session, 1, rows_of([sale(1)])).status_code == 200
+    assert lag()["refused"] is False
+    assert send(session, 1, rows_of([sale(2)])).status_code == 409  # what a box restored from a backup sends
+    refused = lag()
+    assert refused["refused"] is True and refused["last_refusal_code"] == "batch_conflict"
+    assert send(session, 2, rows_of([sale(3)], 2)).status_code == 200
+    assert lag()["refused"] is False

@@ -117,12 +117,14 @@ class CuttableProxy:
         self.connections: set[asyncio.StreamWriter] = set()
         self.bytes_up = 0
         self.is_cut = False
+        self.refused = 0  # connections reset while cut
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.is_cut:
+            self.refused += 1
             writer.transport.abort()
             return
         try:
@@ -182,15 +184,12 @@ class SyncedBox:
         if not self.db_path.exists():
             seed(self.db_path)
         self.clock = SkewedClock()
-        self.settings = Settings(
-            data_dir=data_dir,
-            store_id=store,
-            sync_url=url,
-            sync_interval_seconds=0.2,
-            sync_backoff_max_seconds=1.0,
-            sync_heartbeat_seconds=3600,
-            **settings,
-        )
+        defaults: dict[str, Any] = {
+            "sync_interval_seconds": 0.2,
+            "sync_backoff_max_seconds": 1.0,
+            "sync_heartbeat_seconds": 3600,
+        }
+        self.settings = Settings(data_dir=data_dir, store_id=store, sync_url=url, **{**defaults, **settings})
         write_key(self.settings.sync_key_path, parse_store_key(key))
         self.writer = make_writer(self.db_path, self.clock)
         self.sync: SyncService | None = None

@@ -152,3 +152,28 @@ async def test_totals_agree_after_kill_cut_duplicates_tampering_rotation_and_ske
         await box.stop()
         await proxy.close()
         aggregator.stop()
+
+
+async def test_postings_during_a_backoff_do_not_cut_it_short(tmp_path: Path) -> None:
+    """A busy store must not knock once per sale on an aggregator that is down: the backoff holds."""
+    aggregator = AggregatorProcess(f"sqlite:///{tmp_path / 'cloud.db'}", tmp_path)
+    registered = aggregator.cli("stores", "add", "store-001", "--name", "一号店", "--company", "co-1")
+    aggregator.start()
+    proxy = CuttableProxy(aggregator.port)
+    await proxy.start()
+    box = SyncedBox(tmp_path / "box", proxy.url, registered["key"], sync_backoff_max_seconds=2.0)
+    await box.start()
+    try:
+        await proxy.cut()
+        for _ in range(30):  # a sale every 0.1 s for 3 s, each one a commit that wakes the sync loop
+            await box.receive("COLA", 1)
+            await asyncio.sleep(0.1)
+        # Without the backoff every commit would try: 30 and more. With it: a handful (waits up to 2 s each).
+        assert 1 <= proxy.refused <= 12, proxy.refused
+        await proxy.restore()
+        await until(lambda: box.pending() == 0, what="caught up after the outage")
+        assert differences(box.totals(), aggregator_totals(f"sqlite:///{tmp_path / 'cloud.db'}", "store-001")) == []
+    finally:
+        await box.stop()
+        await proxy.close()
+        aggregator.stop()
