@@ -19,11 +19,18 @@ MAX_DOCUMENT_ID = 2**63 - 1
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+def text_without_nul(value: str) -> str:
+    """Valid Unicode text without NUL (no database downstream stores it: PostgreSQL at HQ refuses NUL in text)."""
+    return _encodable(value)
+
+
 def _encodable(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError("contains characters that are not valid Unicode text") from exc
+    if "\x00" in value:  # no database downstream stores it (PostgreSQL at HQ refuses NUL in text)
+        raise ValueError("contains a NUL character")
     return value
 
 

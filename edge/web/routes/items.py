@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from edge.ledger import queries
 from edge.ledger.errors import UnknownItem
@@ -11,7 +11,7 @@ from edge.ledger.masterdata import VAT_RATES_BP, update_item
 from edge.security.users import User
 from edge.web.deps import Deps, Reader, read, require
 from edge.web.errors import ApiError, error_responses
-from edge.web.schemas import BarcodeLookupOut, ItemDetailOut, ItemOut
+from edge.web.schemas import BarcodeLookupOut, ItemDetailOut, ItemOut, text_without_nul
 
 router = APIRouter(prefix="/api/v1", tags=["items"], responses=error_responses(401, 403, 422, 500))
 
@@ -46,8 +46,8 @@ class ItemChangeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    name_en: str | None = Field(None, max_length=200)
+    name: Annotated[str, AfterValidator(text_without_nul)] | None = Field(None, min_length=1, max_length=200)
+    name_en: Annotated[str, AfterValidator(text_without_nul)] | None = Field(None, max_length=200)
     vat_rate_bp: int | None = Field(
         None, description=f"VAT rate in basis points, one of {', '.join(map(str, VAT_RATES_BP))} (13%, 9%, 6%, 3%, 0)"
     )

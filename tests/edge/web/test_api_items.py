@@ -113,3 +113,12 @@ def test_garbage_changes_are_refused_cleanly_or_applied_whole(served_box: Served
         assert 400 <= response.status_code < 500, response.text
         assert_error_shape(response)
         assert after == before
+
+
+@pytest.mark.anyio
+async def test_an_item_name_with_a_nul_character_is_refused(box: Box) -> None:
+    """No database downstream stores NUL in text (PostgreSQL at HQ refuses it): refused at the door."""
+    answer = await change(box, "COLA", {"name": "可乐\u0000X"})
+    assert answer.status_code == 422, answer.text
+    assert_error_shape(answer)
+    assert (await change(box, "COLA", {"name": "可乐 X"})).status_code == 200
