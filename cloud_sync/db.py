@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import sqlite3
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,10 +41,19 @@ def create_engine(url: str) -> sa.Engine:
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            # Switching a new file to WAL needs it to itself, and SQLite does not wait for that (no busy handler):
+            # replicas opening a fresh database together retry for a while instead of failing.
+            for attempt in range(200):
+                try:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError:
+                    if attempt == 199:
+                        raise
+                    time.sleep(0.05)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
