@@ -186,6 +186,18 @@ LAG_COLUMNS = (
 )
 
 
+def _lag_stmt(
+    now: datetime, stale_after: timedelta, store: list[str] | None, company: list[str] | None, stale: bool | None
+) -> sa.Select[Any]:
+    """The stores with their sync state, filtered: what both the stores list and the sync-lag view read."""
+    return _where(
+        _lag_select(),
+        _in(stores.c.id, store),
+        _in(stores.c.company, company),
+        _stale_condition(stale, now, stale_after),
+    )
+
+
 def sync_lag_query(
     now: datetime,
     stale_after: timedelta,
@@ -195,12 +207,7 @@ def sync_lag_query(
     stale: bool | None = None,
 ) -> Query:
     """Sync lag per store (同步延迟)."""
-    stmt = _where(
-        _lag_select(),
-        _in(stores.c.id, store),
-        _in(stores.c.company, company),
-        _stale_condition(stale, now, stale_after),
-    )
+    stmt = _lag_stmt(now, stale_after, store, company, stale)
 
     def item(row: Row) -> Item:
         return {"store": row.store, "company": row.company, **_lag(row, now, stale_after)}
@@ -232,12 +239,7 @@ def stores_query(
     stale: bool | None = None,
 ) -> Query:
     """Stores with their company and sync lag (门店)."""
-    stmt = _where(
-        _lag_select(),
-        _in(stores.c.id, store),
-        _in(stores.c.company, company),
-        _stale_condition(stale, now, stale_after),
-    )
+    stmt = _lag_stmt(now, stale_after, store, company, stale)
 
     def item(row: Row) -> Item:
         lag = _lag(row, now, stale_after)

@@ -63,7 +63,7 @@ class _DirectWriter:
             conn.close()
 
 
-def _fail(error: Exception) -> NoReturn:
+def exit_with_error(error: Exception) -> NoReturn:
     """A sync error is one line (Chinese / English) and exit 2 (refused) or 3 (unreachable)."""
     from edge.sync.errors import SyncUnavailable
 
@@ -91,7 +91,7 @@ def _service(settings: Settings) -> Any:
     )
 
 
-def _run_with_client(settings: Settings, act: Callable[[Any], Any]) -> Any:
+def run_with_client(settings: Settings, act: Callable[[Any], Any]) -> Any:
     """`await act(client)` with a signed client of the aggregator; sync errors end the command."""
     from edge.ledger.errors import DomainError
     from edge.sync.client import SyncClient
@@ -108,7 +108,7 @@ def _run_with_client(settings: Settings, act: Callable[[Any], Any]) -> Any:
     try:
         return asyncio.run(go())
     except (DomainError, ProtocolError) as error:
-        _fail(error)
+        exit_with_error(error)
 
 
 @sync_app.command("status")
@@ -166,7 +166,7 @@ def sync_push(
     try:
         sent = asyncio.run(go())
     except (DomainError, ProtocolError) as error:
-        _fail(error)
+        exit_with_error(error)
     if as_json:
         typer.echo(json.dumps(sent, ensure_ascii=False))
     else:
@@ -191,7 +191,7 @@ def sync_verify(
     async def fetch(client: Any) -> Any:
         return await client.get_json("/api/v1/sync/totals")
 
-    theirs = _run_with_client(settings, fetch)
+    theirs = run_with_client(settings, fetch)
     with _reading(settings) as conn:
         mine = ledger_totals(conn)
     found = differences(mine, theirs if isinstance(theirs, dict) else {})
@@ -221,7 +221,7 @@ def sync_set_key(
     try:
         parsed = parse_store_key(key)
     except ProtocolError as error:
-        _fail(error)
+        exit_with_error(error)
     write_key(settings.sync_key_path, parsed)
     typer.echo(f"门店密钥已保存 store key {parsed.key_id} saved to {settings.sync_key_path}")
 
@@ -243,11 +243,11 @@ def sync_rotate_key(
     async def rotate(client: Any) -> Any:
         return await client.post_json("/api/v1/sync/keys/rotate", b"{}", gzip=False)
 
-    answer = _run_with_client(settings, rotate)
+    answer = run_with_client(settings, rotate)
     try:
         new = parse_store_key(answer["key"] if isinstance(answer, dict) else "")
     except (ProtocolError, KeyError, TypeError):
-        _fail(SyncUnavailable("汇总服务的应答无法识别", "unrecognised answer from the aggregator"))
+        exit_with_error(SyncUnavailable("汇总服务的应答无法识别", "unrecognised answer from the aggregator"))
     write_key(settings.sync_key_path, new)
     expires = answer.get("old_key_expires_at")
     typer.echo(

@@ -12,12 +12,13 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from edge.config import Settings
 from edge.sync_cli import transfers_app
+from edge.sync_cli.sync import exit_with_error, run_with_client
 
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -81,34 +82,6 @@ class _CliWriter:
         return await asyncio.to_thread(self._run, lambda conn: post(conn, command, ctx))
 
 
-def _fail(error: Exception) -> NoReturn:
-    from edge.sync.errors import SyncUnavailable
-
-    message = getattr(error, "message", str(error))
-    message_en = getattr(error, "message_en", str(error))
-    typer.echo(f"storebox: {message} / {message_en}", err=True)
-    raise typer.Exit(3 if isinstance(error, SyncUnavailable) else 2)
-
-
-def _with_client(settings: Settings, act: Callable[[Any], Any]) -> Any:
-    from edge.ledger.errors import DomainError
-    from edge.sync.client import SyncClient
-    from edge.sync.keys import load_key
-    from edge.sync.protocol import ProtocolError
-
-    async def go() -> Any:
-        client = SyncClient(settings, lambda: load_key(settings), _now)
-        try:
-            return await act(client)
-        finally:
-            await client.aclose()
-
-    try:
-        return asyncio.run(go())
-    except (DomainError, ProtocolError) as error:
-        _fail(error)
-
-
 def _reader(settings: Settings) -> Callable[[], Any]:
     from edge.db import connect
 
@@ -123,7 +96,7 @@ def _refresh(settings: Settings) -> None:
     from edge.sync.service import PullContext
 
     ctx = PullContext(settings, _CliWriter(settings), _reader(settings), _now, CollectorRegistry())
-    _with_client(settings, lambda client: tr.pull(client, ctx))
+    run_with_client(settings, lambda client: tr.pull(client, ctx))
 
 
 def _yuan(fen: int | None) -> str:
@@ -229,7 +202,7 @@ def receive(
             )
         )
     except DomainError as error:
-        _fail(error)
+        exit_with_error(error)
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
     if not result["ok"]:
@@ -254,7 +227,7 @@ def sources(
     if settings.sync_url is None:
         typer.echo("storebox: 未设置 sync_url / sync_url is not set", err=True)
         raise typer.Exit(2)
-    answer = _with_client(
+    answer = run_with_client(
         settings, lambda client: tr.sources(client, settings, _CliWriter(settings), _reader(settings), sku, _now)
     )
     if as_json:
