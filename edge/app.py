@@ -203,6 +203,21 @@ class StoreBox:
         self.api = self.build_api()
         self.api.state.planner = self.planner
         self.api.state.sync = self.sync
+        # --- issue 7: the live page. Postings and what the box publishes on its bus reach open pages (docs/web.md).
+        from edge.web.pages.live import LiveHub, status_state
+
+        self.live = LiveHub(self.settings.store_id)
+        self.writer.add_listener(self.live.on_postings)
+        self.broker.taps.append(self.live.on_bus)
+        fleet_status = self.broker.on_status
+
+        def on_status(device: str, payload: bytes) -> None:
+            if fleet_status is not None:
+                fleet_status(device, payload)
+            self.live.on_device_status(device, status_state(payload))
+
+        self.broker.on_status = on_status
+        self.api.state.live = self.live
 
     def build_api(self) -> FastAPI:
         from edge.security.tokens import load_or_create_secret

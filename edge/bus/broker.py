@@ -38,6 +38,7 @@ from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin  # ty
 from amqtt.session import ApplicationMessage, Session  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry, Counter
 
+from edge.bus.taps import Tap, notify_taps
 from edge.bus.topics import is_id, may_publish, may_subscribe, split_event_topic, status_topic
 from edge.config import Settings
 from edge.security.devices import DeviceLogin, authenticate_device, credential_stamp, reads_store_topics
@@ -496,6 +497,9 @@ class EmbeddedBroker:
         self.metrics = BrokerMetrics(registry if registry is not None else CollectorRegistry())
         # Where devices' status messages go (the fleet, edge/bus/status.py); set before or after start.
         self.on_status: Callable[[str, bytes], None] | None = None
+        # Observers of what the box itself publishes (the live page, edge/web/pages/live.py): called with
+        # (topic, payload) after each publish; they must not block or raise.
+        self.taps: list[Tap] = []
         self._live: dict[str, set[str]] = {}  # device -> client ids of its live connections (the tap keeps it)
         self._broker: Broker | None = None
         self._server: asyncio.Server | None = None
@@ -623,3 +627,4 @@ class EmbeddedBroker:
         if retain:
             await broker.retain_message(None, topic, payload, qos)
         await broker.internal_message_broadcast(topic, payload, qos)
+        notify_taps(self.taps, topic, payload)

@@ -39,6 +39,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from edge.bus.broker_url import BrokerUrl, parse_broker_url
+from edge.bus.taps import Tap, notify_taps
 from edge.bus.topics import ROOT, TopicKind, ack_topic, event_filter, parse_topic, split_event_topic
 from edge.config import Settings
 
@@ -132,6 +133,7 @@ class ExternalBroker:
         self.metrics = ExternalBrokerMetrics(registry if registry is not None else CollectorRegistry())
         # Device status (P5 fleet): called as on_status(device, payload) on the loop, retained ones included.
         self.on_status: StatusSink | None = None
+        self.taps: list[Tap] = []  # what the box publishes, for the live page
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Event()  # connected and subscribed to the event filter
@@ -227,6 +229,7 @@ class ExternalBroker:
             raise RuntimeError(f"publish on {topic} failed: {mqtt.error_string(info.rc)}")
         if qos > 0:
             self._unacked.add(info.mid)
+        notify_taps(self.taps, topic, payload)
 
     # --- paho callbacks: paho's network thread; anything for the box goes to the loop ------------------
 

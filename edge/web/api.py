@@ -9,12 +9,14 @@ from edge.finance.invoices import MAX_IMPORT_BYTES
 from edge.web.deps import ApiDeps, permission_of
 from edge.web.errors import error_responses, install_error_handlers
 from edge.web.middleware import MAX_BODY_BYTES, BodySizeLimit, HttpMetrics
+from edge.web.pages import mount_pages
 from edge.web.routes import (
     attachments,
     auth,
     books,
     cold_rooms,
     compliance,
+    dashboard,
     devices,
     documents,
     emergency,
@@ -41,7 +43,11 @@ from edge.web.routes import (
 
 API_PREFIX = "/api/v1"
 # File uploads may be larger than other bodies: supplier papers and invoice files.
-UPLOAD_PATHS = (re.compile(r"^/api/v1/suppliers/[^/]+/papers$"), re.compile(r"^/api/v1/invoices/import$"))
+UPLOAD_PATHS = (
+    re.compile(r"^/api/v1/suppliers/[^/]+/papers$"),
+    re.compile(r"^/api/v1/invoices/import$"),
+    re.compile(r"^/suppliers/[^/]+/papers$"),  # the page's upload form, handed on to the API above
+)
 PUBLIC_PATHS = frozenset({"/health", "/api/v1/health", "/metrics", "/api/v1/auth/token"})
 
 DESCRIPTION = """\
@@ -82,6 +88,7 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
         sync,
         transfers,
         packages,
+        dashboard,
     )
 )
 
@@ -108,6 +115,7 @@ def create_api(deps: ApiDeps) -> FastAPI:
                 route.openapi_extra = {**(route.openapi_extra or {}), "x-permission": permission}
         app.include_router(router)
     install_error_handlers(app)
+    mount_pages(app)  # the manager's page on the same app, over this API (docs/web.md)
     app.add_middleware(
         BodySizeLimit,
         limit=MAX_BODY_BYTES,

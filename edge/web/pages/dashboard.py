@@ -1,0 +1,72 @@
+"""The dashboard (`/`): today's sales and margin, stock alerts, cold rooms, devices, sync lag, open work; live."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi.responses import Response
+
+from edge.web.pages.charts import line_chart, temperature_chart
+from edge.web.pages.client import ApiFailure
+from edge.web.pages.framework import Page, PageContext, PageRouter
+
+router = PageRouter()
+
+
+async def _optional(page: PageContext, permission: str, path: str, **params: Any) -> Any:
+    """An API read the user may lack the permission for: None then (the section is not shown)."""
+    if not page.can(permission):
+        return None
+    try:
+        return await page.api.get(path, **params)
+    except ApiFailure as failure:
+        if failure.status in (403, 404):
+            return None
+        raise
+
+
+async def _rooms(page: PageContext) -> list[dict[str, Any]]:
+    rooms = await _optional(page, "cold_rooms:read", "/api/v1/cold-rooms")
+    if not rooms:
+        return []
+    # The API's default range: the last 24 hours by the box's clock.
+    histories = await asyncio.gather(
+        *(page.api.get(f"/api/v1/cold-rooms/{room['room']}/history", limit=1440) for room in rooms)
+    )
+    return [
+        {**room, "chart": temperature_chart(history, room.get("band"), room.get("excursions", ()))}
+        for room, history in zip(rooms, histories, strict=True)
+    ]
+
+
+async def dashboard_context(page: PageContext) -> dict[str, Any]:
+    summary, sync, rooms = await asyncio.gather(
+        page.api.get("/api/v1/dashboard"),
+        _optional(page, "sync:read", "/api/v1/sync/status"),
+        _rooms(page),
+    )
+    sales = summary.get("sales")
+    chart = None
+    if sales:
+        chart = line_chart(
+            list(range(24)),
+            [(page.t("dashboard.by_hour"), [round(v / 100, 2) for v in sales["by_hour_fen"]])],
+            unit="¥",
+            kind="bars",
+        )
+    return {"summary": summary, "sales": sales, "sales_chart": chart, "sync": sync, "rooms": rooms}
+
+
+@router.get("/")
+async def dashboard(page: Page) -> Response:
+    return page.render("dashboard.html", **await dashboard_context(page))
+
+
+@router.get("/fragments/dashboard/{part}")
+async def dashboard_part(page: Page, part: str) -> Response:
+    """One card again, for htmx when the live stream says something changed."""
+    if part not in ("sales", "alerts", "work", "devices", "sync"):
+        return page.render("error.html", status=404, title_key="error.not_found.title", body_key="error.not_found.body")
+    context = await dashboard_context(page)
+    return page.render(f"dashboard/_{part}.html", **context)

@@ -1,0 +1,137 @@
+"""The page's frame over real HTTP: login, sessions, language, CSRF, error pages, permissions, the dashboard API."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge.security.roles import Role
+from tests.edge.web.pages.site import Site
+
+TRACE = re.compile(r"Traceback|File \"/|sqlite3\.|NameError|KeyError")
+
+
+def test_a_visitor_without_a_session_is_sent_to_login_and_back_after_it(site: Site) -> None:
+    with site.client() as client:
+        response = client.get("/?q=kkkl")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?next=%2F%3Fq%3Dkkkl"
+        page = client.get(response.headers["location"])
+        assert page.status_code == 200 and 'name="next" value="/?q=kkkl"' in page.text
+        done = client.post(
+            "/login", data={"username": "manager", "password": "manager-password", "next": "/?q=kkkl"}
+        )
+        assert done.status_code == 303 and done.headers["location"] == "/?q=kkkl"
+        cookie = done.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+
+
+def test_a_wrong_password_shows_the_error_in_the_form_without_saying_which_part_was_wrong(site: Site) -> None:
+    with site.client() as client:
+        response = client.post("/login", data={"username": "manager", "password": "nope", "next": "/"})
+        assert response.status_code == 400
+        assert "用户名或密码不正确" in response.text and "sb_session" not in response.headers.get("set-cookie", "")
+        empty = client.post("/login", data={"username": "", "password": "", "next": "/"})
+        assert 'id="e-username"' in empty.text and 'id="e-password"' in empty.text
+        assert 'aria-invalid="true"' in empty.text
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(username=st.text(max_size=300), password=st.text(max_size=300), nxt=st.text(max_size=300))
+def test_garbage_logins_are_refused_plainly(site: Site, username: str, password: str, nxt: str) -> None:
+    with site.client() as client:
+        response = client.post("/login", data={"username": username, "password": password, "next": nxt})
+    assert response.status_code in (303, 400, 422)
+    assert not TRACE.search(response.text)
+    if response.status_code == 303:  # only a real account logs in, and never to another site
+        assert response.headers["location"].startswith("/") and not response.headers["location"].startswith("//")
+
+
+def test_the_next_parameter_never_leads_off_the_box(site: Site) -> None:
+    with site.client() as client:
+        for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"):
+            response = client.post(
+                "/login", data={"username": "manager", "password": "manager-password", "next": target}
+            )
+            assert response.headers["location"] == "/"
+            switched = client.get("/lang/en", params={"next": target})
+            assert switched.headers["location"] == "/"
+
+
+def test_the_language_switch_is_remembered(site: Site) -> None:
+    with site.login(Role.MANAGER) as client:
+        assert "门店概览" in client.get("/").text
+        switched = client.get("/lang/en", params={"next": "/"})
+        assert switched.status_code == 303 and "Max-Age=31536000" in switched.headers["set-cookie"]
+        page = client.get("/")
+        assert "Store dashboard" in page.text and '<html lang="en">' in page.text
+        client.get("/lang/zh")
+        assert "门店概览" in client.get("/").text
+        client.get("/lang/xx")  # an unknown language changes nothing
+        assert "门店概览" in client.get("/").text
+
+
+def test_a_post_without_this_sessions_csrf_token_is_refused(site: Site) -> None:
+    with site.login(Role.MANAGER) as client:
+        refused = client.post("/logout", data={"_csrf": "0" * 40})
+        assert refused.status_code == 403 and "页面已过期" in refused.text
+        assert client.get("/").status_code == 200  # still logged in
+        done = site.post_form(client, "/logout", {})
+        assert done.status_code == 303
+        assert client.get("/").status_code == 303  # logged out
+
+
+def test_error_pages_are_html_for_the_page_and_json_for_the_api(site: Site) -> None:
+    with site.login(Role.MANAGER) as client:
+        page = client.get("/no/such/page")
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+        assert "找不到页面" in page.text
+        api = client.get("/api/v1/no/such/thing")
+        assert api.status_code == 404 and api.json()["code"] == "not_found"
+
+
+def test_an_expired_or_forged_session_goes_back_to_login(site: Site) -> None:
+    with site.client() as client:
+        client.cookies.set("sb_session", "forged.token.value")
+        response = client.get("/")
+        assert response.status_code == 303 and "expired=1" in response.headers["location"]
+
+
+def test_the_menu_follows_the_role_and_a_clerk_does_not_see_the_books(site: Site) -> None:
+    with site.login(Role.CLERK) as clerk:
+        page = clerk.get("/").text
+        assert 'href="/finance/trial-balance"' not in page and 'href="/purchasing"' not in page
+        assert 'href="/stock"' in page
+        assert "sales-net" not in page  # no sales figures for a clerk
+        summary = clerk.get("/api/v1/dashboard", headers=_bearer(site, clerk)).json()
+        assert "sales" not in summary and "alerts" in summary
+    with site.login(Role.MANAGER) as manager:
+        page = manager.get("/").text
+        assert 'href="/finance/trial-balance"' in page and 'id="sales-net"' in page
+
+
+def _bearer(site: Site, client: httpx.Client) -> dict[str, str]:
+    return {"Authorization": f"Bearer {client.cookies['sb_session']}"}
+
+
+def test_the_dashboard_api_counts_todays_sales_and_refused_negative_stock(site: Site) -> None:
+    headers = site.box.auth(Role.MANAGER)
+    with httpx.Client(base_url=site.url, headers=headers) as api:
+        before = api.get("/api/v1/dashboard").json()
+        receipt = {"counterparty": "sup-1", "lines": [{"code": "COLA", "qty": 10, "price_fen": 226}]}
+        assert api.post("/api/v1/documents/receipt", json=receipt, headers={"Idempotency-Key": "dash-r1"}).is_success
+        sale = {"lines": [{"code": "COLA", "qty": 2, "price_fen": 350}], "payment": "cash"}
+        assert api.post("/api/v1/documents/sale", json=sale, headers={"Idempotency-Key": "dash-s1"}).is_success
+        too_many = {"lines": [{"code": "COLA", "qty": 9999}], "payment": "cash"}
+        assert (
+            api.post("/api/v1/documents/sale", json=too_many, headers={"Idempotency-Key": "dash-s2"}).status_code == 409
+        )
+        after = api.get("/api/v1/dashboard").json()
+    assert after["sales"]["sales"] == before["sales"]["sales"] + 1
+    assert after["sales"]["gross_fen"] == before["sales"]["gross_fen"] + 700
+    assert after["sales"]["margin_fen"] == after["sales"]["net_fen"] - after["sales"]["cost_fen"]
+    assert sum(after["sales"]["by_hour_fen"]) == after["sales"]["gross_fen"]
+    assert after["alerts"]["negative_refused"]["count"] == before["alerts"]["negative_refused"]["count"] + 1
