@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench lint format clean fonts mosquitto postgres systemd models
+.PHONY: install run test test-fast bench lint format clean fonts mosquitto postgres systemd chromium models screenshots vendor
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,13 @@ systemd:
 	@command -v systemd-analyze >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null)
 
-test: $(STAMP) fonts mosquitto postgres systemd
+# Chromium from Debian for the browser tests of the page (marker browser, docs/web.md): Playwright drives it by its
+# path; Playwright's own browser download is never used.
+chromium:
+	@test -x /usr/bin/chromium || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: $(STAMP) fonts mosquitto postgres systemd chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict edge tools/sim cloud_sync
@@ -50,6 +56,14 @@ test: $(STAMP) fonts mosquitto postgres systemd
 
 test-fast: $(STAMP) fonts
 	$(BIN)/pytest -n 2 -m "not slow and not browser and not postgres and not mosquitto"
+
+# Screenshots of every main page in Chinese and English into docs/screenshots/ (a demo box, Debian's Chromium).
+screenshots: $(STAMP) fonts chromium
+	$(BIN)/python -m tools.screenshots
+
+# Re-vendor the page's front-end libraries from the npm registry (versions in tools/vendor_assets.py).
+vendor:
+	$(BIN)/python -m tools.vendor_assets
 
 bench: $(STAMP)
 	$(BIN)/python -m tools.bench

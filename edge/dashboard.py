@@ -8,7 +8,7 @@ import sqlite3
 from datetime import date, timedelta
 from typing import Any
 
-TOP = 10
+TOP = 8
 
 
 def sales_today(conn: sqlite3.Connection, day: date) -> dict[str, Any]:

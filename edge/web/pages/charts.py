@@ -1,6 +1,6 @@
 """Chart specs for `static/js/charts.js` (uPlot): a template writes `data-chart='{{ spec | tojson }}'`.
 
-A spec is {"kind": "line"|"bars", "x": [unix seconds], "series": [{"label", "values"}], "bands": [{"lo", "hi"}],
+A spec is {"kind": "line"|"bars", "x": [unix seconds], "range": [from, to] or null (the x axis), "series": [{"label", "values"}], "bands": [{"lo", "hi"}],
 "marks": [{"from", "to"}] (shaded x ranges, e.g. excursions), "unit": str}. Missing values are null.
 """
 
@@ -26,9 +26,11 @@ def line_chart(
     bands: Iterable[tuple[float | None, float | None]] = (),
     marks: Iterable[tuple[float, float]] = (),
     kind: str = "line",
+    x_range: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     return {
         "kind": kind,
+        "range": list(x_range) if x_range else None,
         "x": list(x),
         "series": [{"label": label, "values": list(values)} for label, values in series],
         "bands": [{"lo": lo, "hi": hi} for lo, hi in bands],
@@ -63,4 +65,6 @@ def temperature_chart(
         if start is not None and end is not None:
             marks.append((start, end))
     bands = [(band.get("min_celsius"), band.get("max_celsius"))] if band else []
-    return line_chart(xs, [(label, values)], unit="℃", bands=bands, marks=marks)
+    since, until = _unix(str(history.get("since", ""))), _unix(str(history.get("until", "")))
+    x_range = (since, until) if since is not None and until is not None and since < until else None
+    return line_chart(xs, [(label, values)], unit="℃", bands=bands, marks=marks, x_range=x_range)

@@ -40,11 +40,16 @@ async def _rooms(page: PageContext) -> list[dict[str, Any]]:
     ]
 
 
-async def dashboard_context(page: PageContext) -> dict[str, Any]:
-    summary, sync, rooms = await asyncio.gather(
+async def _nothing() -> list[dict[str, Any]]:
+    return []
+
+
+async def dashboard_context(page: PageContext, *, rooms: bool = True) -> dict[str, Any]:
+    """What the dashboard shows; `rooms=False` skips the temperature histories (a card refreshed alone)."""
+    summary, sync, room_list = await asyncio.gather(
         page.api.get("/api/v1/dashboard"),
         _optional(page, "sync:read", "/api/v1/sync/status"),
-        _rooms(page),
+        _rooms(page) if rooms else _nothing(),
     )
     sales = summary.get("sales")
     chart = None
@@ -55,7 +60,7 @@ async def dashboard_context(page: PageContext) -> dict[str, Any]:
             unit="¥",
             kind="bars",
         )
-    return {"summary": summary, "sales": sales, "sales_chart": chart, "sync": sync, "rooms": rooms}
+    return {"summary": summary, "sales": sales, "sales_chart": chart, "sync": sync, "rooms": room_list}
 
 
 @router.get("/")
@@ -63,10 +68,12 @@ async def dashboard(page: Page) -> Response:
     return page.render("dashboard.html", **await dashboard_context(page))
 
 
+FRAGMENTS = ("sales", "alerts", "alert_lists", "work", "devices", "sync", "rooms")
+
+
 @router.get("/fragments/dashboard/{part}")
 async def dashboard_part(page: Page, part: str) -> Response:
     """One card again, for htmx when the live stream says something changed."""
-    if part not in ("sales", "alerts", "work", "devices", "sync"):
+    if part not in FRAGMENTS:
         return page.render("error.html", status=404, title_key="error.not_found.title", body_key="error.not_found.body")
-    context = await dashboard_context(page)
-    return page.render(f"dashboard/_{part}.html", **context)
+    return page.render(f"dashboard/_{part}.html", **await dashboard_context(page, rooms=part == "rooms"))

@@ -19,6 +19,8 @@ def qty(value: int | float | None, unit: str | None = None) -> str:
     """A quantity with its unit: 12 -> "12", (12, "瓶") -> "12 瓶"; thousands separated."""
     if value is None:
         return "—"
+    if unit == "g" and isinstance(value, int) and abs(value) >= 1000:
+        return grams(value)  # weighed goods are kept in grams and read in kilograms
     number = f"{value:,}" if isinstance(value, int) else f"{value:,.3f}".rstrip("0").rstrip(".")
     return f"{number} {unit}" if unit else number
 

@@ -37,7 +37,7 @@
     var time = !bars;
     var series = [{}].concat((spec.series || []).map(function (s, i) {
       var color = COLORS[i % COLORS.length];
-      var out = { label: s.label, stroke: color, width: 2, spanGaps: false };
+      var out = { label: s.label, stroke: color, width: 2, spanGaps: false, points: { show: s.values.length < 60 } };
       if (bars) { out.fill = color + "99"; out.paths = uPlot.paths.bars({ size: [0.7, 40] }); }
       return out;
     }));
@@ -51,7 +51,7 @@
     var opts = {
       width: width,
       height: 160,
-      scales: { x: { time: time }, y: { range: [bars ? Math.min(0, min) : min - pad, max + pad] } },
+      scales: { x: spec.range ? { time: time, range: spec.range } : { time: time }, y: { range: [bars ? Math.min(0, min) : min - pad, max + pad] } },
       series: series,
       axes: [{}, { label: spec.unit || "" }],
       legend: { show: false },

@@ -1,4 +1,4 @@
-"""Fixtures of the page tests: `site` serves a seeded box over real HTTP; browser fixtures are in browser.py."""
+"""Fixtures of the page tests: `site` serves a seeded box over real HTTP; browser fixtures live in browser.py."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.edge.web.apibox import ServedBox
+from tests.edge.web.pages.browser import chromium, demo_box, page  # noqa: F401  (fixtures)
 from tests.edge.web.pages.site import Site
 
 
