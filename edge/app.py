@@ -63,6 +63,7 @@ class StoreBox:
         self.ingest: Any = None
         self._background: list[asyncio.Task[None]] = []
         self.api: FastAPI | None = None
+        self.live: Any = None  # the live page's hub (edge/web/pages/live.py), made in start()
         self._readers: list[sqlite3.Connection] = []
 
     def posting_context(self) -> PostingContext:
@@ -248,6 +249,8 @@ class StoreBox:
 
     async def stop(self) -> None:
         """Stop taking events, let the writer finish what is in flight, then close the broker."""
+        if self.live is not None:
+            self.live.close()
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -339,6 +342,7 @@ async def run_box(settings: Settings, *, demo: bool = False) -> int:
                 log_level=settings.log_level.lower(),
                 access_log=False,
                 lifespan="off",
+                timeout_graceful_shutdown=10,  # a client that keeps a request open does not hold the box up
             )
         )
         loop = asyncio.get_running_loop()
@@ -346,6 +350,8 @@ async def run_box(settings: Settings, *, demo: bool = False) -> int:
         def request_exit() -> None:
             log.info("shutting down / 正在关机")
             notifier.stopping()
+            if box.live is not None:
+                box.live.close()  # open pages' event streams end, so the HTTP server can finish
             server.should_exit = True
 
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -54,6 +54,7 @@ class Subscription:
         self.queue: deque[LiveEvent] = deque(maxlen=QUEUE_MAX)
         self.wake = asyncio.Event()
         self.overflowed = False
+        self.closed = False
 
     def put(self, event: LiveEvent) -> None:
         if len(self.queue) == QUEUE_MAX:
@@ -69,6 +70,14 @@ class LiveHub:
         self._prefix = f"storebox/{store_id}/"
         self._subscriptions: set[Subscription] = set()
         self.sent = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """End every open stream (the box is stopping: open pages must not hold the HTTP server up)."""
+        self.closed = True
+        for subscription in self._subscriptions:
+            subscription.closed = True
+            subscription.wake.set()
 
     @property
     def subscribers(self) -> int:
@@ -126,7 +135,7 @@ class LiveHub:
 
     async def stream(self, subscription: Subscription, *, keepalive: float = KEEPALIVE_S) -> AsyncIterator[bytes]:
         yield b"retry: 2000\nevent: hello\ndata: {}\n\n"
-        while True:
+        while not subscription.closed and not self.closed:
             if not subscription.queue:
                 subscription.wake.clear()
                 try:
@@ -134,6 +143,8 @@ class LiveHub:
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
+                if subscription.closed:
+                    break
             if subscription.overflowed:
                 subscription.overflowed = False
                 subscription.queue.clear()
