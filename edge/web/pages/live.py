@@ -117,7 +117,9 @@ class LiveHub:
             total = sum(on_hand.values())
             self.publish("stock", {"sku": name, "on_hand": on_hand, "total": total})
         elif kind == "alert" and name:
-            self.publish("alert", {**body, "kind": name})
+            # An alert is {"id", "ts", "data": {"message", "message_en", ...}} (docs/cold-chain.md): flattened.
+            inner = body.get("data") if isinstance(body.get("data"), dict) else {}
+            self.publish("alert", {**body, **inner, "kind": name})
 
     def on_device_status(self, device: str, state: str) -> None:
         self.publish("device", {"device": device, "state": state})

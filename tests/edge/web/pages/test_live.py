@@ -49,7 +49,8 @@ async def test_bus_stock_and_alerts_postings_and_device_status_become_events() -
     task = asyncio.create_task(_take(hub, 4))
     await asyncio.sleep(0.01)
     hub.on_bus("storebox/store-001/stock/COLA", b'{"sku":"COLA","on_hand":{"floor":5,"backroom":7},"ts":"x"}')
-    hub.on_bus("storebox/store-001/alert/cold-room", json.dumps({"message": "冷库超温", "room": "cold"}).encode())
+    alert = {"id": "a1", "ts": "x", "data": {"message": "冷库超温", "message_en": "too warm", "room": "cold"}}
+    hub.on_bus("storebox/store-001/alert/cold-room", json.dumps(alert).encode())
     hub.on_bus("storebox/other-store/stock/COLA", b'{"on_hand":{"floor":1}}')  # not ours: ignored
     hub.on_bus("storebox/store-001/stock/BAD", b"not json")  # ignored
     hub.on_postings([SimpleNamespace(document_id=7, doc_no="SA1", detail={})])
@@ -60,6 +61,7 @@ async def test_bus_stock_and_alerts_postings_and_device_status_become_events() -
         {"sku": "COLA", "on_hand": {"floor": 5, "backroom": 7}, "total": 12, "at": events[0][1]["at"]},
     )
     assert events[1][0] == "alert" and events[1][1]["kind"] == "cold-room" and events[1][1]["room"] == "cold"
+    assert events[1][1]["message"] == "冷库超温" and events[1][1]["message_en"] == "too warm"
     assert events[2][0] == "posting" and events[2][1]["doc_no"] == "SA1"
     assert events[3][0] == "device" and events[3][1]["state"] == "offline"
     assert hub.subscribers == 0
