@@ -33,3 +33,9 @@ def cloud_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'cloud.db'}"
     server: PostgresServer = request.getfixturevalue("pg_server")
     return server.create_database()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last (on each xdist worker too): Playwright's sync API keeps an event loop running in the
+    worker's main thread while the browser is open, and an async test after it could not start its own."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

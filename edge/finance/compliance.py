@@ -1398,6 +1398,42 @@ def purchase_order_approval(conn: sqlite3.Connection, po_id: int) -> dict[str, A
     return dict(row) if row else None
 
 
+_PURCHASE_ORDERS = (
+    "SELECT d.id, d.doc_no, d.business_date, d.posted_at, d.actor, d.counterparty AS supplier,"
+    " s.name AS supplier_name, d.gross_fen, d.tax_fen, d.note, r.id AS reversed_by,"
+    " a.approved_by, a.approved_at"
+    " FROM documents d"
+    " LEFT JOIN suppliers s ON s.id = d.counterparty"
+    " LEFT JOIN documents r ON r.reverses_id = d.id"
+    " LEFT JOIN purchase_order_approvals a ON a.document_id = d.id"
+    " WHERE d.type = 'purchase_order'"
+)
+
+
+def _purchase_order_json(row: sqlite3.Row) -> dict[str, Any]:
+    record = dict(row)
+    by, at = record.pop("approved_by"), record.pop("approved_at")
+    record["approval"] = {"approved_by": by, "approved_at": at} if by is not None else None
+    return record
+
+
+def list_purchase_orders(
+    conn: sqlite3.Connection, *, approved: bool | None = None, limit: int = 100, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Purchase orders (采购订单), newest first, each with its approval (or null) and the document reversing it."""
+    where = {None: "", True: " AND a.document_id IS NOT NULL", False: " AND a.document_id IS NULL"}[approved]
+    rows = conn.execute(f"{_PURCHASE_ORDERS}{where} ORDER BY d.id DESC LIMIT ? OFFSET ?", (limit, offset))
+    return [_purchase_order_json(row) for row in rows]
+
+
+def get_purchase_order(conn: sqlite3.Connection, po_id: int) -> dict[str, Any]:
+    """One purchase order as `list_purchase_orders` lists it; unknown (or not a PO) raises."""
+    row = conn.execute(f"{_PURCHASE_ORDERS} AND d.id = ?", (po_id,)).fetchone()
+    if row is None:
+        raise UnknownComplianceRecord("purchase order", "采购订单", po_id)
+    return _purchase_order_json(row)
+
+
 # --- expiry alerts ---
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import date
 from typing import Any
 
 from edge.ledger.posting import on_hand_by_location
@@ -86,16 +87,35 @@ def get_document(conn: sqlite3.Connection, document_id: int) -> dict[str, Any] |
 
 
 def list_documents(
-    conn: sqlite3.Connection, type: str | None = None, limit: int = 100, offset: int = 0
+    conn: sqlite3.Connection,
+    type: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    since: date | None = None,
+    until: date | None = None,
+    q: str | None = None,
+    sku: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Documents, newest first."""
-    if type:
-        cursor = conn.execute(
-            "SELECT * FROM documents WHERE type = ? ORDER BY id DESC LIMIT ? OFFSET ?", (type, limit, offset)
-        )
-    else:
-        cursor = conn.execute("SELECT * FROM documents ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
-    return _rows(cursor)
+    """Documents, newest first; `since` and `until` (both included) bound the business date, `q` is part of the
+    document number or counterparty, `sku` an item on one of its lines."""
+    where: list[str] = []
+    params: list[Any] = []
+    for clause, value in (
+        ("type = ?", type or None),
+        ("business_date >= ?", since.isoformat() if since else None),
+        ("business_date <= ?", until.isoformat() if until else None),
+        ("id IN (SELECT document_id FROM document_lines WHERE sku = ?)", sku),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    if q:
+        where.append("(instr(lower(doc_no), lower(?)) > 0 OR instr(lower(COALESCE(counterparty, '')), lower(?)) > 0)")
+        params += [q, q]
+    condition = f" WHERE {' AND '.join(where)}" if where else ""
+    return _rows(
+        conn.execute(f"SELECT * FROM documents{condition} ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset))
+    )
 
 
 def stock_rows(
@@ -151,16 +171,28 @@ def list_moves(
 
 
 def list_vouchers(
-    conn: sqlite3.Connection, document_id: int | None = None, limit: int = 100, offset: int = 0
+    conn: sqlite3.Connection,
+    document_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    since: date | None = None,
+    until: date | None = None,
 ) -> list[dict[str, Any]]:
-    """Vouchers with their lines, newest first."""
-    if document_id is not None:
-        cursor = conn.execute(
-            "SELECT * FROM vouchers WHERE document_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
-            (document_id, limit, offset),
-        )
-    else:
-        cursor = conn.execute("SELECT * FROM vouchers ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
+    """Vouchers with their lines, newest first; `since` and `until` (both included) bound the voucher date."""
+    where: list[str] = []
+    params: list[Any] = []
+    for clause, value in (
+        ("document_id = ?", document_id),
+        ("date >= ?", since.isoformat() if since else None),
+        ("date <= ?", until.isoformat() if until else None),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    condition = f" WHERE {' AND '.join(where)}" if where else ""
+    cursor = conn.execute(
+        f"SELECT * FROM vouchers{condition} ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset)
+    )
     vouchers = _rows(cursor)
     for voucher in vouchers:
         voucher["tax_trusted"] = bool(voucher["tax_trusted"])

@@ -149,6 +149,7 @@ class Shell:
             "flash": self.flash,
             "dt": lambda value, seconds=False: fmt.local_time(value, self.tz, seconds=seconds),
             "store_id": _settings(self.request).store_id,
+            "tz_name": self.tz.key,
             "now_local": datetime.now(self.tz).strftime("%Y-%m-%d %H:%M"),
             "is_htmx": self.request.headers.get("hx-request") == "true",
         }

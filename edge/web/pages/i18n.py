@@ -13,7 +13,7 @@ programming error (KeyError); tests load every catalog and check each template's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -41,8 +41,8 @@ class Catalog:
     def __contains__(self, key: object) -> bool:
         return key in self.messages
 
-    def keys(self) -> Iterable[str]:
-        return self.messages.keys()
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.messages)
 
 
 def load_catalog(directory: Path = MESSAGES_DIR) -> Catalog:

@@ -354,6 +354,28 @@ class ApprovalOut(BaseModel):
     business_date: date
 
 
+class PurchaseOrderApprovalOut(BaseModel):
+    approved_by: str
+    approved_at: str
+
+
+class PurchaseOrderOut(BaseModel):
+    """A purchase order (采购订单) with its approval state; the lines are on `GET /api/v1/documents/{id}`."""
+
+    id: int
+    doc_no: str
+    business_date: date
+    posted_at: str
+    actor: str
+    supplier: str | None
+    supplier_name: str | None
+    gross_fen: int
+    tax_fen: int
+    note: str | None
+    reversed_by: int | None = Field(description="the reversing document, when the PO was reversed")
+    approval: PurchaseOrderApprovalOut | None = Field(description="null while not approved")
+
+
 # --- helpers -------------------------------------------------------------------------------------
 
 
@@ -403,6 +425,18 @@ async def create_supplier(
     created = await deps.writer.execute(cab.create_supplier, supplier, user.username, deps.clock(), key)
     row = await read(deps, cab.get_supplier, str(created.id))
     return _created(CabinetSupplierOut.model_validate(row).model_dump(mode="json"), created)
+
+
+@router.get(
+    "/suppliers/{supplier_id}",
+    response_model=CabinetSupplierOut,
+    dependencies=[require("compliance:read")],
+    responses=error_responses(404, 422),
+    summary="One supplier as the cabinet knows it / 供应商详情",
+)
+def get_supplier(supplier_id: SupplierId, reader: Reader) -> dict[str, Any]:
+    """Registered address, food flag and the bank account in force (from a confirmed paper or an approved change)."""
+    return cab.get_supplier(reader, supplier_id)
 
 
 @router.patch(
@@ -795,6 +829,33 @@ def list_alerts(
 ) -> list[dict[str, Any]]:
     """Alerts raised 30 and 7 days before a paper expires and when it has expired, newest first."""
     return [a.to_json() for a in cab.list_alerts(reader, supplier_id=supplier, limit=limit, offset=offset)]
+
+
+@router.get(
+    "/purchase-orders",
+    response_model=list[PurchaseOrderOut],
+    dependencies=[require("documents:read")],
+    summary="Purchase orders with their approval / 采购订单及审批状态",
+)
+def list_purchase_orders(
+    reader: Reader,
+    approved: Annotated[bool | None, Query(description="only approved (true) or not yet approved (false) POs")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> list[dict[str, Any]]:
+    """Purchase orders newest first, each with its supplier's name, approval (or null) and reversal."""
+    return cab.list_purchase_orders(reader, approved=approved, limit=limit, offset=offset)
+
+
+@router.get(
+    "/purchase-orders/{document_id}",
+    response_model=PurchaseOrderOut,
+    dependencies=[require("documents:read")],
+    responses=error_responses(404, 422),
+    summary="One purchase order with its approval / 采购订单审批状态",
+)
+def get_purchase_order(reader: Reader, document_id: DocumentId) -> dict[str, Any]:
+    return cab.get_purchase_order(reader, document_id)
 
 
 @router.post(

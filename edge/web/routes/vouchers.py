@@ -1,5 +1,6 @@
 """Vouchers (凭证): the books, for roles that may read them."""
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -18,6 +19,8 @@ def list_vouchers(
     document_id: Annotated[int | None, Query(ge=1, le=MAX_DOCUMENT_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    since: Annotated[date | None, Query(description="only vouchers dated on or after (YYYY-MM-DD)")] = None,
+    until: Annotated[date | None, Query(description="only vouchers dated on or before (YYYY-MM-DD)")] = None,
 ) -> list[dict[str, Any]]:
     """Vouchers with their lines, newest first."""
-    return queries.list_vouchers(reader, document_id=document_id, limit=limit, offset=offset)
+    return queries.list_vouchers(reader, document_id=document_id, limit=limit, offset=offset, since=since, until=until)

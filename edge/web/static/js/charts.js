@@ -48,7 +48,10 @@
     var min = ys.length ? Math.min.apply(null, ys) : 0, max = ys.length ? Math.max.apply(null, ys) : 1;
     var pad = (max - min) * 0.1 || 1;
     var width = Math.max(240, node.clientWidth || 300);
+    var tz = document.body.getAttribute("data-tz");
     var opts = {
+      // Times on the axis in the store's time zone, whatever the viewer's computer says.
+      tzDate: tz ? function (ts) { return uPlot.tzDate(new Date(ts * 1e3), tz); } : undefined,
       width: width,
       height: 160,
       scales: { x: spec.range ? { time: time, range: spec.range } : { time: time }, y: { range: [bars ? Math.min(0, min) : min - pad, max + pad] } },

@@ -47,7 +47,8 @@ def launch(playwright: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def demo_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
-    box = BoxProcess(tmp_path_factory.mktemp("browser-box"), extra_env={"STOREBOX_LOG_LEVEL": "WARNING"})
+    # The fleet checks every second, so an alarm shows within a second or two of the readings that raise it.
+    box = BoxProcess(tmp_path_factory.mktemp("browser-box"), extra_env={"STOREBOX_FLEET_CHECK_SECONDS": "1"})
     box.start(timeout=120)
     yield box
     box.stop()

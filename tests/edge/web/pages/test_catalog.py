@@ -48,7 +48,7 @@ def test_templates_hold_no_chinese_text_and_use_only_known_keys() -> None:
         assert not CJK.search(text.replace("℃", "")), f"{path.name}: Chinese text belongs in a catalog"
         for key in KEY_IN_TEMPLATE.findall(text):
             if key.endswith((".", "_")):  # a computed key, t('x.state.' ~ state): some key must start with it
-                assert any(k.startswith(key) for k in catalog.keys()), f"{path.name}: no key starts with {key}"
+                assert any(k.startswith(key) for k in catalog), f"{path.name}: no key starts with {key}"
             else:
                 assert key in catalog, f"{path.relative_to(TEMPLATES_DIR)}: unknown key {key}"
     for entry in NAV:
