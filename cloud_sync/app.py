@@ -1,5 +1,5 @@
 """The aggregator's HTTP service: `create_app(settings)` migrates the database and serves the store protocol,
-the HQ API and packages. Stateless over the database: any number of replicas may serve the same one."""
+the HQ API, the HQ pages and packages. Stateless over the database: any number of replicas may serve the same one."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from cloud_sync.db import create_engine, migrate
 from cloud_sync.errors import CloudError, error_response, install_error_handlers
 from cloud_sync.metrics import build_metrics
 from cloud_sync.routes import hq, packages, sync, transfers
+from cloud_sync.web import mount_hq_pages
 from edge.sync.protocol import MAX_COMPRESSED_BYTES, SERVER_TIME_HEADER
 
 Clock = Callable[[], datetime]
@@ -48,6 +49,7 @@ def create_app(settings: CloudSettings, *, engine: sa.Engine | None = None, cloc
     for module in (sync, hq, transfers, packages):
         app.include_router(module.router)
     install_error_handlers(app)
+    mount_hq_pages(app)  # the HQ staff's pages over the HQ API (docs/hq-page.md)
 
     app.add_middleware(EdgeOfService, clock=clock, packages_max_bytes=settings.packages_max_bytes)
 
