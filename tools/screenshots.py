@@ -1,16 +1,18 @@
 """`make screenshots`: every main page of the store manager's page, in Chinese and in English, into docs/screenshots/.
 
-Starts a demo box (tools/box_process.BoxProcess) in a temporary data dir, runs the simulated devices for a while so
-that the dashboard has sales, temperatures and devices online, then drives Debian's Chromium with Playwright:
-logs in as the demo manager (the admin for the devices page), opens each page of PAGES and saves
-`<name>.<lang>.png` (1280 x 900) plus the dashboard on a phone (`dashboard-phone.<lang>.png`). Pages whose path
-needs an id take it from the demo data through the API. `--keep DIR` reuses a data dir; `--only NAME` shoots one.
+Starts an HQ aggregator (`storebox-cloud serve` on SQLite) and a demo box (tools/box_process.BoxProcess) that syncs
+to it, runs the simulated devices for a while so that the dashboard has sales, temperatures and devices online,
+then drives Debian's Chromium with Playwright: logs in as the demo manager (the admin for the devices page), opens
+each page of PAGES and saves `<name>.<lang>.png` (1280 x 900), the dashboard on a phone
+(`dashboard-phone.<lang>.png`), and the HQ pages of HQ_PAGES (`hq-<name>.<lang>.png`, logged in with an HQ token).
+Pages whose path needs an id take it from the demo data through the API. `--only NAME` shoots one page.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tools.box_process import BoxProcess, storebox_command
+from tools.box_process import BoxProcess, free_port, storebox_command
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -79,6 +81,54 @@ PAGES: list[tuple[str, str, str | Callable[[Api], str | None]]] = [
 ]
 
 
+HQ_PAGES = [
+    ("hq-login", "/hq/login"),
+    ("hq-stores", "/hq"),
+    ("hq-stock", "/hq/stock?sku={sku}"),
+    ("hq-sales", "/hq/sales"),
+    ("hq-trial-balance", "/hq/trial-balance"),
+    ("hq-compliance", "/hq/compliance"),
+]
+
+
+class Aggregator:
+    """`storebox-cloud serve` on a free port with its own data dir; the demo store registered, an HQ token made."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STOREBOX_")}
+        self.env.update(
+            STOREBOX_CLOUD_DATA_DIR=str(data_dir),
+            STOREBOX_CLOUD_PORT=str(self.port),
+            STOREBOX_CLOUD_LOG_LEVEL="WARNING",
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str) -> dict[str, Any]:
+        Path(self.env["STOREBOX_CLOUD_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "cloud_sync", *args], env=self.env, capture_output=True, text=True, check=True
+        )
+        return dict(json.loads(done.stdout.splitlines()[0]))
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "cloud_sync", "serve"], env=self.env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("the aggregator did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
 def log_in(page: Any, box: BoxProcess, role: str, lang: str) -> None:
     user = box.demo_json()["users"][role]
     name, password, button = LOGIN_LABELS[lang]
@@ -89,7 +139,34 @@ def log_in(page: Any, box: BoxProcess, role: str, lang: str) -> None:
     page.wait_for_url(f"{box.url}/")
 
 
-def shoot(box: BoxProcess, only: str | None) -> list[Path]:
+def shoot_hq(browser: Any, hq: Aggregator, token: str, sku: str, only: str | None) -> list[Path]:
+    saved = []
+    for lang in ("zh", "en"):
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.add_cookies([{"name": "sb_lang", "value": lang, "url": hq.url}])
+        page = context.new_page()
+        page.goto(f"{hq.url}/hq/login")
+        if not only or only == "hq-login":
+            file = OUT / f"hq-login.{lang}.png"
+            page.screenshot(path=str(file))
+            saved.append(file)
+        page.locator("input[type=password]").fill(token)
+        page.locator("form button[type=submit]").first.click()
+        page.wait_for_url(f"{hq.url}/hq")
+        for name, path in HQ_PAGES:
+            if (only and name != only) or name == "hq-login":
+                continue
+            page.goto(f"{hq.url}{path.format(sku=sku)}")
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(300)
+            file = OUT / f"{name}.{lang}.png"
+            page.screenshot(path=str(file))
+            saved.append(file)
+        context.close()
+    return saved
+
+
+def shoot(box: BoxProcess, only: str | None, hq: Aggregator | None = None, token: str = "") -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -138,6 +215,8 @@ def shoot(box: BoxProcess, only: str | None) -> list[Path]:
                 phone.close()
             for context in contexts.values():
                 context.close()
+        if hq is not None and (not only or only.startswith("hq-")):
+            saved += shoot_hq(browser, hq, token, box.demo_json()["items"][0]["sku"], only)
         browser.close()
     return saved
 
@@ -149,8 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="shoot only this page (a name from PAGES)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        box = BoxProcess(args.keep or Path(tmp) / "box")
-        print(f"demo box at {box.url}, data in {box.data_dir}")
+        hq = Aggregator(Path(tmp) / "cloud")
+        key = hq.cli("stores", "add", "store-001", "--name", "演示店 Demo store", "--company", "demo",
+                     "--company-name", "演示商贸 Demo Trading")["key"]  # fmt: skip
+        token = hq.cli("hq", "token-add", "screenshots")["token"]
+        hq.start()
+        box = BoxProcess(
+            args.keep or Path(tmp) / "box",
+            extra_env={"STOREBOX_SYNC_URL": hq.url, "STOREBOX_SYNC_INTERVAL_SECONDS": "2"},
+        )
+        box.data_dir.mkdir(parents=True, exist_ok=True)
+        box.cli("sync", "set-key", key)
+        print(f"demo box at {box.url}, data in {box.data_dir}; aggregator at {hq.url}")
         box.start(timeout=180)
         try:
             if args.simulate > 0:
@@ -160,9 +249,11 @@ def main(argv: list[str] | None = None) -> int:
                     capture_output=True, timeout=args.simulate + 60,
                 )  # fmt: skip
                 print(f"simulated devices for {time.monotonic() - began:.0f} s")
-            saved = shoot(box, args.only)
+                time.sleep(5)  # the last sales reach the aggregator
+            saved = shoot(box, args.only, hq, token)
         finally:
             box.terminate()
+            hq.stop()
     for file in saved:
         print(file.relative_to(OUT.parents[1]))
     return 0

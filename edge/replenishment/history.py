@@ -19,7 +19,7 @@ import io
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from edge.replenishment.errors import HistoryInvalid, SuggestionKeyReused
@@ -271,3 +271,18 @@ def import_history_file(
 ) -> dict[str, Any]:
     """Parse and import in one call (for the writer: one job)."""
     return import_history(conn, parse_history_csv(data, today), source, actor, now, key)
+
+
+def daily_sales(conn: sqlite3.Connection, sku: str, first: date, last: date) -> list[dict[str, Any]]:
+    """Net sales of one item per business day from `first` to `last` (both included), every location summed: the
+    ledger's sales (sales_daily) plus imported history, as the plan reads them. Days without sales answer 0."""
+    start, end = epoch_day(first), epoch_day(last)
+    by_day = dict.fromkeys(range(start, end + 1), 0)
+    for day, qty in conn.execute(
+        "SELECT day, SUM(qty) FROM (SELECT series, day, qty FROM sales_daily UNION ALL"
+        " SELECT series, day, qty FROM sales_history) t JOIN plan_series s ON s.id = t.series"
+        " WHERE s.sku = ? AND t.day BETWEEN ? AND ? GROUP BY t.day",
+        (sku, start, end),
+    ):
+        by_day[int(day)] = int(qty)
+    return [{"date": (first + timedelta(days=day - start)).isoformat(), "qty": qty} for day, qty in by_day.items()]

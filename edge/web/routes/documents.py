@@ -6,6 +6,7 @@ own permission `documents:write:<type>`. Posting goes through the one ledger wri
 """
 
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query
@@ -186,11 +187,24 @@ async def reverse_document(
 def list_documents(
     reader: Reader,
     type: Annotated[DocType | None, Query(description="only documents of this type")] = None,
+    since: Annotated[date | None, Query(description="business date from (YYYY-MM-DD, included)")] = None,
+    until: Annotated[date | None, Query(description="business date to (YYYY-MM-DD, included)")] = None,
+    q: Annotated[str | None, Query(max_length=64, description="part of the document number or counterparty")] = None,
+    sku: Annotated[str | None, Query(max_length=64, description="documents with a line of this item")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> list[dict[str, Any]]:
     """Documents, newest first."""
-    return queries.list_documents(reader, type=type.value if type else None, limit=limit, offset=offset)
+    return queries.list_documents(
+        reader,
+        type=type.value if type else None,
+        limit=limit,
+        offset=offset,
+        since=since,
+        until=until,
+        q=q or None,
+        sku=sku or None,
+    )
 
 
 @router.get(

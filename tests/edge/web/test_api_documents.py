@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from edge.security.roles import Role
@@ -221,3 +223,29 @@ async def test_purchase_order_requires_a_supplier(box: Box) -> None:
     response = await box.post("purchase_order", {"lines": [{"code": "COLA", "qty": 1}]}, role="purchaser", key="po")
     assert response.status_code == 422
     assert "counterparty" in assert_error_shape(response)["message"]
+
+
+async def test_the_list_filters_by_type_business_date_number_counterparty_and_item(box: Box) -> None:
+    cola = await box.receive("COLA", 24)
+    await box.receive("RICE", 2, price_fen=3600)
+    box.clock.advance(timedelta(days=1))
+    box.tokens.clear()  # issued yesterday, expired now
+    sold = await box.post("sale", {"lines": [{"code": "COLA", "qty": 1}]}, key="filter-sale")
+    assert sold.status_code == 201, sold.text
+    today = box.deps.today().isoformat()
+
+    async def ids(**params: str) -> list[int]:
+        answer = await box.client.get("/api/v1/documents", params=params, headers=box.auth("clerk"))
+        assert answer.status_code == 200, answer.text
+        return [d["id"] for d in answer.json()]
+
+    sale = sold.json()["document_id"]
+    assert await ids(since=today) == [sale]
+    assert sale not in await ids(until=(box.deps.today() - timedelta(days=1)).isoformat())
+    assert await ids(sku="COLA") == [sale, cola]
+    assert await ids(type="receipt", sku="COLA") == [cola]
+    assert await ids(q=sold.json()["doc_no"][-4:].lower(), since=today) == [sale]
+    assert len(await ids(q="SUP-1")) == 2  # the counterparty, in any case
+    for bad in ({"since": "yesterday"}, {"until": "2024-13-01"}, {"q": "x" * 65}):
+        answer = await box.client.get("/api/v1/documents", params=bad, headers=box.auth("clerk"))
+        assert answer.status_code == 422, answer.text

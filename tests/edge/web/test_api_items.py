@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -122,3 +123,112 @@ async def test_an_item_name_with_a_nul_character_is_refused(box: Box) -> None:
     assert answer.status_code == 422, answer.text
     assert_error_shape(answer)
     assert (await change(box, "COLA", {"name": "可乐 X"})).status_code == 200
+
+
+# --- search (the page's stock search box) -----------------------------------------------------------------------
+
+
+async def search(box: Box, q: str, role: str = "clerk", **params: Any) -> httpx.Response:
+    return await box.client.get("/api/v1/items/search", params={"q": q, **params}, headers=box.auth(role))
+
+
+@pytest.mark.parametrize(
+    ("query", "sku", "how"),
+    [
+        ("kl", "COLA", "pinyin"),  # pinyin initials of 可乐
+        ("kele", "COLA", "pinyin"),
+        ("xianniunai", "MILK", "pinyin"),
+        ("鲜牛奶", "MILK", "name"),
+        ("fresh", "MILK", "english"),
+        ("cola", "COLA", "sku"),
+        ("6901234567809", "COLA", "barcode"),  # the case barcode
+        ("690987", "MILK", "text"),  # part of a barcode
+        ("RIC", "RICE", "text"),  # part of a SKU
+    ],
+)
+@pytest.mark.anyio
+async def test_search_finds_items_by_name_pinyin_sku_and_barcode(box: Box, query: str, sku: str, how: str) -> None:
+    await box.receive("COLA", 48)
+    answer = await search(box, query)
+    assert answer.status_code == 200, answer.text
+    found = answer.json()["items"]
+    assert found[0]["sku"] == sku, found
+    assert found[0]["matched_by"] == how
+    if sku == "COLA":
+        assert found[0]["on_hand"] == {"floor": 48} and found[0]["total"] == 48
+
+
+@pytest.mark.anyio
+async def test_search_follows_a_changed_name_and_leaves_out_inactive_items(box: Box) -> None:
+    assert (await search(box, "shuijiao")).json()["items"] == []
+    built = box.app.state.emergency_index
+    assert (await search(box, "kl")).status_code == 200
+    assert box.app.state.emergency_index is built  # same master data, same index (shared with emergency requests)
+    assert (await change(box, "RICE", {"name": "三全水饺 1kg"})).status_code == 200
+    assert [i["sku"] for i in (await search(box, "shuijiao")).json()["items"]] == ["RICE"]
+    assert (await change(box, "RICE", {"active": False})).status_code == 200
+    assert (await search(box, "shuijiao")).json()["items"] == []
+
+
+@pytest.mark.anyio
+async def test_search_needs_a_query_and_a_login(box: Box) -> None:
+    for params in ({"q": ""}, {"q": "x" * 101}, {"q": "kl", "limit": 0}, {}):
+        answer = await box.client.get("/api/v1/items/search", params=params, headers=box.auth("clerk"))
+        assert answer.status_code == 422, answer.text
+        assert_error_shape(answer)
+    assert (await box.client.get("/api/v1/items/search", params={"q": "kl"})).status_code == 401
+    assert (await search(box, "   ")).json()["items"] == []  # blanks name nothing (not every name with a space)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(q=st.text(min_size=1, max_size=100))
+def test_any_query_answers_a_list_or_a_clean_refusal(served_box: ServedBox, q: str) -> None:
+    with httpx.Client(base_url=served_box.url, headers=served_box.auth("clerk"), timeout=10) as http:
+        response = http.get("/api/v1/items/search", params={"q": q})
+    if response.status_code == 200:
+        assert isinstance(response.json()["items"], list)
+    else:
+        assert response.status_code == 422, response.text
+        assert_error_shape(response)
+
+
+@pytest.mark.anyio
+async def test_item_sales_by_day_net_of_returns_and_reversals(box: Box) -> None:
+    await box.receive("COLA", 48)
+    for key, qty in (("s1", 3), ("s2", 2)):
+        assert (await box.post("sale", {"lines": [{"code": "COLA", "qty": qty}]}, key=key)).status_code == 201
+    returned = await box.post(
+        "customer_return", {"lines": [{"code": "COLA", "qty": 1}], "reason": "taste"}, key="r1", role="manager"
+    )
+    assert returned.status_code == 201, returned.text
+    third = await box.post("sale", {"lines": [{"code": "COLA", "qty": 4}]}, key="s3")
+    reverse = await box.client.post(
+        f"/api/v1/documents/{third.json()['document_id']}/reverse",
+        headers={**box.auth("manager"), "Idempotency-Key": "rev-s3"},
+    )
+    assert reverse.status_code == 201, reverse.text
+    answer = await box.client.get("/api/v1/items/COLA/sales", params={"days": 7}, headers=box.auth("clerk"))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["base_unit"] == "piece"
+    assert len(body["days"]) == 7
+    assert body["days"][-1] == {"date": box.deps.today().isoformat(), "qty": 4}
+    assert all(day["qty"] == 0 for day in body["days"][:-1])
+    assert (await box.client.get("/api/v1/items/NOPE/sales", headers=box.auth("clerk"))).status_code == 404
+    bad = await box.client.get("/api/v1/items/COLA/sales", params={"days": 0}, headers=box.auth("clerk"))
+    assert bad.status_code == 422
+
+
+@pytest.mark.anyio
+async def test_item_sales_include_imported_history_on_its_day(box: Box) -> None:
+    yesterday = box.deps.today() - timedelta(days=1)
+    csv = f"sku,location,date,qty\nCOLA,floor,{yesterday.isoformat()},7\nCOLA,backroom,{yesterday.isoformat()},2\n"
+    imported = await box.client.post(
+        "/api/v1/replenishment/history",
+        params={"source": "old-pos.csv"},
+        content=csv.encode(),
+        headers={**box.auth("manager"), "Content-Type": "text/csv", "Idempotency-Key": "hist-1"},
+    )
+    assert imported.status_code in (200, 201), imported.text
+    days = (await box.client.get("/api/v1/items/COLA/sales", params={"days": 2}, headers=box.auth("clerk"))).json()
+    assert days["days"] == [{"date": yesterday.isoformat(), "qty": 9}, {"date": box.deps.today().isoformat(), "qty": 0}]

@@ -34,7 +34,7 @@
     try { spec = JSON.parse(node.getAttribute("data-chart")); } catch (e) { return; }
     node.dataset.drawn = "1";
     var bars = spec.kind === "bars";
-    var time = !bars;
+    var time = spec.time != null ? spec.time : !bars;  // bars over dates: "time": true
     var series = [{}].concat((spec.series || []).map(function (s, i) {
       var color = COLORS[i % COLORS.length];
       var out = { label: s.label, stroke: color, width: 2, spanGaps: false, points: { show: s.values.length < 60 } };
