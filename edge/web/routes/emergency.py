@@ -260,9 +260,10 @@ def _parse(request: Request, deps: ApiDeps, conn: Any, text: str, overrides: Ove
     responses=error_responses(422),
     summary="Parse an emergency request / 解析紧急要货",
 )
-def parse_emergency(body: ParseBody, request: Request, deps: Deps, reader: Reader, user: Writer) -> dict[str, Any]:
-    """Reads the text and proposes the action; writes nothing."""
-    parse = _parse(request, deps, reader, body.text, None)
+def parse_emergency(body: CreateBody, request: Request, deps: Deps, reader: Reader, user: Writer) -> dict[str, Any]:
+    """Reads the text and proposes the action; writes nothing. With `overrides` (the user's corrections, as a create
+    would take them) it shows what that create would do."""
+    parse = _parse(request, deps, reader, body.text, body.overrides)
     zh, en = describe(parse)
     proposal: dict[str, Any] | None = None
     problem: dict[str, Any] | None = None

@@ -387,3 +387,16 @@ async def test_supplier_changes_over_http(box: Box) -> None:
     assert (await status(box, "sup-s"))["required"] == ["business_licence", "bank_account", "general_taxpayer"]
     listed = await box.client.get("/api/v1/suppliers", headers=box.auth("clerk"))
     assert "sup-s" in [s["id"] for s in listed.json()]
+
+
+async def test_one_supplier_is_read_with_its_cabinet_fields(box: Box) -> None:
+    await create_supplier(box, "sup-r", registered_address=FACTS.address, food_supplier=True)
+    response = await box.client.get("/api/v1/suppliers/sup-r", headers=box.auth(Role.AUDITOR))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["id"], body["name"], body["food_supplier"]) == ("sup-r", FACTS.name, True)
+    assert body["registered_address"] == FACTS.address and body["bank_account"] is None
+    missing = await box.client.get("/api/v1/suppliers/nobody", headers=box.auth(Role.AUDITOR))
+    assert missing.status_code == 404 and assert_error_shape(missing)["code"]
+    clerk = await box.client.get("/api/v1/suppliers/sup-r", headers=box.auth(Role.CLERK))
+    assert clerk.status_code == 403

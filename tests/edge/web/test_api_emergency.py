@@ -128,6 +128,22 @@ async def test_overrides_settle_an_ambiguous_or_incomplete_request(box: Box) -> 
     assert fixed.json()["qty_base"] == 3
 
 
+async def test_parse_with_overrides_shows_what_the_create_would_do_and_writes_nothing(box: Box) -> None:
+    await load_peers(box, "store-002", [{"sku": "RICE", "qty": 40}])
+    before = box.counts()
+    body = {"text": "大米 明天", "overrides": {"quantity": 3, "mode": "transfer"}}
+    response = await box.client.post(PARSE, json=body, headers=box.auth(Role.CLERK))
+    assert response.status_code == 200, response.text
+    shown = response.json()
+    assert (shown["parse"]["quantity"], shown["parse"]["qty_base"], shown["parse"]["complete"]) == (3, 3, True)
+    assert shown["proposal"]["action"] == "transfer" and shown["proposal"]["qty_base"] == 3
+    assert box.counts() == before and box.count("emergency_requests") == 0
+    bad = await box.client.post(
+        PARSE, json={"text": "大米", "overrides": {"quantity": -1}}, headers=box.auth(Role.CLERK)
+    )
+    assert bad.status_code == 422 and assert_error_shape(bad)["code"] == "validation_error"
+
+
 async def test_peer_stock_is_validated_and_replaced_whole(box: Box) -> None:
     bad = await load_peers(box, "store-002", [{"sku": "COLA", "qty": 5}, {"sku": "NOPE", "qty": 1}])
     assert bad.status_code == 422
