@@ -46,7 +46,9 @@ API_PREFIX = "/api/v1"
 UPLOAD_PATHS = (
     re.compile(r"^/api/v1/suppliers/[^/]+/papers$"),
     re.compile(r"^/api/v1/invoices/import$"),
-    re.compile(r"^/suppliers/[^/]+/papers$"),  # the page's upload form, handed on to the API above
+    re.compile(r"^/api/v1/receiving/drafts/photo$"),
+    re.compile(r"^/suppliers/[^/]+/papers$"),  # the page's upload forms, handed on to the API above
+    re.compile(r"^/receiving/photo$"),
 )
 PUBLIC_PATHS = frozenset({"/health", "/api/v1/health", "/metrics", "/api/v1/auth/token"})
 

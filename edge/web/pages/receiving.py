@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from edge.web.pages.client import ApiFailure
 from edge.web.pages.framework import Page, PageRouter
@@ -105,6 +106,38 @@ async def open_draft(page: Page) -> Response:
         if not refusal(failure):
             raise
         field = "location" if "location" in failure.field_errors(page.lang) else "qr"
+        return await _start_page(page, errors={field: failure.text(page.lang)}, values=values, status=failure.status)
+    detail = opened["detail"]
+    flash = "receiving.flash.resumed" if detail.get("resumed") else "receiving.flash.opened"
+    return page.redirect(f"/receiving/{detail['draft']}", flash=flash, arg=str(detail.get("po_no", "")))
+
+
+@router.post("/receiving/photo")
+async def open_draft_from_photo(page: Page) -> Response:
+    """A photo of the note from a phone's camera: the API reads its QR code and opens the draft as above."""
+    form = await page.form()
+    photo = form.get("photo")
+    location = form_text(form, "location")
+    values = {"location": location}
+    data = await photo.read() if isinstance(photo, StarletteUploadFile) else b""
+    if not data:
+        return await _start_page(
+            page, errors={"photo": page.t("receiving.error.photo_empty")}, values=values, status=422
+        )
+    if location and not LOCATION.match(location):
+        return await _start_page(
+            page, errors={"location": page.t("receiving.error.location")}, values=values, status=422
+        )
+    assert isinstance(photo, StarletteUploadFile)
+    files = {"photo": (photo.filename or "photo.jpg", data, photo.content_type or "application/octet-stream")}
+    try:
+        opened = await page.api.post(
+            f"{API}/photo", files=files, data={"location": location} if location else None, key=await page.form_key()
+        )
+    except ApiFailure as failure:
+        if not refusal(failure):
+            raise
+        field = "location" if "location" in failure.field_errors(page.lang) else "photo"
         return await _start_page(page, errors={field: failure.text(page.lang)}, values=values, status=failure.status)
     detail = opened["detail"]
     flash = "receiving.flash.resumed" if detail.get("resumed") else "receiving.flash.opened"

@@ -10,13 +10,14 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.types import DecoratedCallable
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from edge.devices import asn as asns
-from edge.devices import delivery_note, receiving
+from edge.devices import delivery_note, qr_image, receiving
 from edge.security.roles import write_permission
 from edge.security.users import User
 from edge.web.deps import IDEMPOTENCY_KEY_PARAMETER, Deps, Reader, idempotency_key, require
@@ -246,6 +247,28 @@ async def open_draft(body: OpenDraftIn, deps: Deps, user: Receiver, key: Idempot
     """Verify the note (signature, freshness, replay), match it to the PO and the ASN and open a draft that
     expects its lines; scanning the same note again resumes its open draft."""
     return await _act(deps, user, key, receiving.OpenNote(body.qr, body.location))
+
+
+@router.post(
+    "/receiving/drafts/photo",
+    response_model=ActionOut,
+    responses={**WRITE_RESPONSES, **error_responses(413)},
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
+    summary="Open a receipt draft from a photo of a delivery note / 拍照收货",
+)
+async def open_draft_from_photo(
+    deps: Deps,
+    user: Receiver,
+    key: IdempotencyKey,
+    photo: Annotated[UploadFile, File(description="a JPEG or PNG photo holding the note's QR code")],
+    location: Annotated[str | None, Form(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="where the goods go")] = None,
+) -> JSONResponse:
+    """The same as `POST /receiving/drafts` with the QR text read from a photo (zxing-cpp): for a phone's camera
+    where there is no scanner. 422 `qr_image_invalid` when the picture is not an image or holds no (or more than
+    one) delivery-note QR code."""
+    data = await photo.read(qr_image.MAX_BYTES + 1)
+    text = await run_in_threadpool(qr_image.read_delivery_note, data)
+    return await _act(deps, user, key, receiving.OpenNote(text, location))
 
 
 @_draft_action("/receiving/drafts/{draft_id}/scans", "Scan goods into a draft / 扫描收货")

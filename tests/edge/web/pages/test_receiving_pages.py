@@ -206,3 +206,56 @@ def test_garbage_scans_are_refused_next_to_their_field(
     named = [n for n in ("code", "qty", "lot", "expiry", "closed") if text_of(response, f"//*[@id='e-{n}']")]
     assert named, response.text
     assert ok(api(site, "GET", f"{DRAFTS}/{draft_id}"))["scanned"] == before
+
+
+# --- a photo of the note (a phone's camera) ----------------------------------------------------------------------
+
+
+def _png_of(text: str, scale: int = 4) -> bytes:
+    import io
+
+    import segno
+
+    buffer = io.BytesIO()
+    segno.make(text, error="m").save(buffer, kind="png", scale=scale, border=4)
+    return buffer.getvalue()
+
+
+def _post_photo(site: Site, client: Any, data: bytes, name: str = "note.png") -> Any:
+    token = site.csrf(client, "/receiving")
+    files = {"photo": (name, data, "image/png")}
+    return client.post("/receiving/photo", data={"_csrf": token, "_idem": "photo" + name.replace(".", "")}, files=files)
+
+
+def test_a_photo_of_the_notes_qr_code_opens_the_draft(site: Site, supplier: Supplier) -> None:
+    note = supplier.note()
+    with site.login(Role.CLERK) as client:
+        before = drafts(site)
+        opened = _post_photo(site, client, _png_of(note))
+        assert opened.status_code == 303, opened.text[:2000]
+        assert re.fullmatch(r"/receiving/\d+", opened.headers["location"])
+        assert drafts(site) == before + 1
+        # The API reads the same photo for a phone app: the same note resumes the same draft.
+        headers = {**site.box.auth(Role.CLERK), "Idempotency-Key": "photo-api-1"}
+        with site.client() as raw:
+            again = raw.post(f"{DRAFTS}/photo", headers=headers, files={"photo": ("n.png", _png_of(note), "image/png")})
+        assert again.status_code == 200 and again.json()["detail"]["resumed"] is True
+        assert drafts(site) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"not a picture at all", "无法读取图片"),
+        (_png_of("https://example.com/not-a-note"), "没有找到送货单二维码"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "无法读取图片"),
+    ],
+)
+def test_a_photo_without_a_readable_note_is_refused_next_to_the_field(site: Site, data: bytes, words: str) -> None:
+    with site.login(Role.CLERK) as client:
+        before = drafts(site)
+        refused = _post_photo(site, client, data, name=f"x{len(data)}.png")
+        assert refused.status_code == 422
+        no_trace(refused)
+        assert 'id="e-photo"' in refused.text and words in refused.text
+        assert drafts(site) == before
