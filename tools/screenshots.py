@@ -100,6 +100,7 @@ class Aggregator:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("STOREBOX_")}
         self.env.update(
             STOREBOX_CLOUD_DATA_DIR=str(data_dir),
+            STOREBOX_CLOUD_DB_URL=f"sqlite:///{data_dir / 'cloud.db'}",
             STOREBOX_CLOUD_PORT=str(self.port),
             STOREBOX_CLOUD_LOG_LEVEL="WARNING",
         )
@@ -108,8 +109,10 @@ class Aggregator:
     def cli(self, *args: str) -> dict[str, Any]:
         Path(self.env["STOREBOX_CLOUD_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
-            [sys.executable, "-m", "cloud_sync", *args], env=self.env, capture_output=True, text=True, check=True
+            [sys.executable, "-m", "cloud_sync", *args], env=self.env, capture_output=True, text=True, check=False
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"storebox-cloud {' '.join(args)}: {done.stderr.strip()[-2000:]}")
         return dict(json.loads(done.stdout.splitlines()[0]))
 
     def start(self) -> None:
