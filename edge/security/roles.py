@@ -85,6 +85,8 @@ SYNC_READ = frozenset({"sync:read", "transfers:read", "packages:read"})
 TRANSFERS_WRITE = frozenset({"transfers:write"})
 SYNC_MANAGE = frozenset({"sync:manage"})
 PACKAGES_MANAGE = frozenset({"packages:manage"})
+# Money on documents, stock and purchase orders (amounts, prices, tax, value): the books, which a clerk does not see.
+AMOUNTS_READ = frozenset({"amounts:read"})
 
 PERMISSIONS: frozenset[str] = (
     OPERATIONS_READ
@@ -102,6 +104,7 @@ PERMISSIONS: frozenset[str] = (
     | TRANSFERS_WRITE
     | SYNC_MANAGE
     | PACKAGES_MANAGE
+    | AMOUNTS_READ
     | {"documents:reverse", "users:manage", "devices:manage"}
 )
 
@@ -121,7 +124,8 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | SYNC_READ
         | TRANSFERS_WRITE
         | SYNC_MANAGE
-        | {"documents:reverse", "books:export"},
+        | AMOUNTS_READ
+        | {"documents:reverse", "books:export", "devices:manage"},
         # Sells, takes returns, receives, moves and counts; does not see the books.
         Role.CLERK: OPERATIONS_READ
         | {"cold_rooms:read", "transfers:read"}
@@ -140,6 +144,7 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
             )
         },
         Role.PURCHASER: OPERATIONS_READ
+        | AMOUNTS_READ
         | {"invoices:read", "compliance:read", "prices:read"}
         | PURCHASING
         | REPLENISHMENT_READ
@@ -148,12 +153,19 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | {"transfers:read"}
         | {write_permission(t) for t in (DocType.PURCHASE_ORDER, DocType.RECEIPT, DocType.SUPPLIER_RETURN)},
         Role.ACCOUNTANT: OPERATIONS_READ
+        | AMOUNTS_READ
         | BOOKS_READ
         | FINANCE_READ
         | ACCOUNTING
         | {"sync:read", "transfers:read"}
         | {"invoices:write", "invoices:approve", "losses:approve"},
-        Role.AUDITOR: OPERATIONS_READ | BOOKS_READ | FINANCE_READ | FLEET_READ | REPLENISHMENT_READ | SYNC_READ,
+        Role.AUDITOR: OPERATIONS_READ
+        | AMOUNTS_READ
+        | BOOKS_READ
+        | FINANCE_READ
+        | FLEET_READ
+        | REPLENISHMENT_READ
+        | SYNC_READ,
     }
 )
 

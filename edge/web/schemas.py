@@ -162,9 +162,9 @@ class DocumentOut(BaseModel):
     reason_text: str | None
     note: str | None
     payment: str | None
-    gross_fen: int
-    tax_fen: int
-    cost_fen: int
+    gross_fen: int | None = Field(description="null for roles without amounts:read (the clerk)")
+    tax_fen: int | None
+    cost_fen: int | None
 
 
 class DocumentLineOut(BaseModel):
@@ -175,8 +175,8 @@ class DocumentLineOut(BaseModel):
     qty: int
     qty_base: int
     price_fen: int | None
-    gross_fen: int
-    tax_fen: int
+    gross_fen: int | None = Field(description="null for roles without amounts:read")
+    tax_fen: int | None
     vat_rate_bp: int
     lot: str | None
     expiry: date | None
@@ -190,7 +190,7 @@ class DocumentMoveOut(BaseModel):
     location: str
     lot: str
     qty: int
-    value_fen: int
+    value_fen: int | None = Field(description="null for roles without amounts:read")
 
 
 class VoucherLineOut(BaseModel):

@@ -19,6 +19,7 @@ from edge.finance.errors import PaperTooLarge, UnknownComplianceRecord
 from edge.finance.ocr import OcrEngine
 from edge.finance.papers import MIME_TYPES, FileType, PaperKind, read_fields, sniff_upload
 from edge.security.users import User
+from edge.web.amounts import as_seen_by
 from edge.web.deps import IDEMPOTENCY_KEY_PARAMETER, Deps, Reader, idempotency_key, read, require
 from edge.web.errors import error_responses
 from edge.web.paper_files import paper_path, store_paper_file
@@ -369,8 +370,8 @@ class PurchaseOrderOut(BaseModel):
     actor: str
     supplier: str | None
     supplier_name: str | None
-    gross_fen: int
-    tax_fen: int
+    gross_fen: int | None = Field(description="null for roles without amounts:read (the clerk)")
+    tax_fen: int | None
     note: str | None
     reversed_by: int | None = Field(description="the reversing document, when the PO was reversed")
     approval: PurchaseOrderApprovalOut | None = Field(description="null while not approved")
@@ -834,28 +835,29 @@ def list_alerts(
 @router.get(
     "/purchase-orders",
     response_model=list[PurchaseOrderOut],
-    dependencies=[require("documents:read")],
     summary="Purchase orders with their approval / 采购订单及审批状态",
 )
 def list_purchase_orders(
     reader: Reader,
+    user: Annotated[User, require("documents:read")],
     approved: Annotated[bool | None, Query(description="only approved (true) or not yet approved (false) POs")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> list[dict[str, Any]]:
     """Purchase orders newest first, each with its supplier's name, approval (or null) and reversal."""
-    return cab.list_purchase_orders(reader, approved=approved, limit=limit, offset=offset)
+    return as_seen_by(user, cab.list_purchase_orders(reader, approved=approved, limit=limit, offset=offset))
 
 
 @router.get(
     "/purchase-orders/{document_id}",
     response_model=PurchaseOrderOut,
-    dependencies=[require("documents:read")],
     responses=error_responses(404, 422),
     summary="One purchase order with its approval / 采购订单审批状态",
 )
-def get_purchase_order(reader: Reader, document_id: DocumentId) -> dict[str, Any]:
-    return cab.get_purchase_order(reader, document_id)
+def get_purchase_order(
+    reader: Reader, document_id: DocumentId, user: Annotated[User, require("documents:read")]
+) -> dict[str, Any]:
+    return as_seen_by(user, cab.get_purchase_order(reader, document_id))
 
 
 @router.post(

@@ -126,10 +126,14 @@ async def test_a_sensor_is_placed_in_a_room_and_taken_out_again(box: Box) -> Non
     assert bad.status_code == 422
 
 
-async def test_only_the_admin_manages_devices(box: Box) -> None:
-    for role in (Role.MANAGER, Role.CLERK, Role.AUDITOR):
+async def test_the_admin_and_the_store_manager_manage_devices(box: Box) -> None:
+    for role in (Role.CLERK, Role.AUDITOR, Role.PURCHASER, Role.ACCOUNTANT):
         response = await box.client.post("/api/v1/devices", json={"id": "x-1", "kind": "pos"}, headers=box.auth(role))
         assert response.status_code == 403
+    by_manager = await box.client.post(
+        "/api/v1/devices", json={"id": "x-1", "kind": "pos"}, headers=box.auth(Role.MANAGER)
+    )
+    assert by_manager.status_code == 201, by_manager.text
     clerk = await box.client.get("/api/v1/devices", headers=box.auth(Role.CLERK))
     assert clerk.status_code == 403
 

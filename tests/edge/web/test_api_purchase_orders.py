@@ -39,7 +39,9 @@ async def test_purchase_orders_list_newest_first_with_approval_and_reversal(box:
     assert by_id[second]["approval"] is None and by_id[second]["reversed_by"] is None
     assert by_id[third]["reversed_by"] == reversed_.json()["document_id"]
     assert by_id[second]["supplier"] == "sup-1" and by_id[second]["supplier_name"] == "华润饮料"
-    assert by_id[second]["gross_fen"] == 3 * 5424
+    assert by_id[second]["gross_fen"] is None  # the clerk sees no amounts (amounts:read)
+    by_purchaser = await box.client.get(f"/api/v1/purchase-orders/{second}", headers=box.auth(Role.PURCHASER))
+    assert by_purchaser.json()["gross_fen"] == 3 * 5424
 
     pending = await box.client.get("/api/v1/purchase-orders?approved=false", headers=box.auth(Role.PURCHASER))
     assert [row["id"] for row in pending.json()] == [third, second]
@@ -47,7 +49,12 @@ async def test_purchase_orders_list_newest_first_with_approval_and_reversal(box:
     assert [row["id"] for row in done.json()] == [first]
 
     one = await box.client.get(f"/api/v1/purchase-orders/{first}", headers=box.auth(Role.AUDITOR))
-    assert one.status_code == 200 and one.json() == by_id[first]
+    assert one.status_code == 200 and one.json() == {
+        **by_id[first],
+        "gross_fen": 2 * 5424,
+        "tax_fen": one.json()["tax_fen"],
+    }
+    assert one.json()["tax_fen"] > 0
 
 
 async def test_a_document_that_is_no_purchase_order_is_404(box: Box) -> None:

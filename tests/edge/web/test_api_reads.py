@@ -128,14 +128,22 @@ async def test_unknown_document_is_404(box: Box) -> None:
     assert assert_error_shape(response)["detail"] == {"document": 42}
 
 
-async def test_clerk_reads_documents_without_their_voucher(box: Box) -> None:
+async def test_clerk_reads_documents_without_their_voucher_or_amounts(box: Box) -> None:
     document_id = await box.receive("COLA", 10)
     as_clerk = await get(box, f"/api/v1/documents/{document_id}", role="clerk")
     as_accountant = await get(box, f"/api/v1/documents/{document_id}", role="accountant")
     assert isinstance(as_clerk, dict) and isinstance(as_accountant, dict)
     assert as_clerk["voucher"] is None
     assert as_accountant["voucher"]["document_id"] == document_id
-    assert as_clerk["moves"] == as_accountant["moves"]
+    assert as_accountant["gross_fen"] > 0 and as_accountant["moves"][0]["value_fen"] > 0
+    # The clerk sees what moved, not what it cost (amounts:read): every amount is null, the rest the same.
+    assert as_clerk["gross_fen"] is None and as_clerk["tax_fen"] is None and as_clerk["cost_fen"] is None
+    assert [(m["sku"], m["qty"], m["value_fen"]) for m in as_clerk["moves"]] == [
+        (m["sku"], m["qty"], None) for m in as_accountant["moves"]
+    ]
+    assert all(line["gross_fen"] is None and line["price_fen"] is None for line in as_clerk["lines"])
+    listed = await get(box, "/api/v1/documents", role="clerk")
+    assert isinstance(listed, list) and listed[0]["id"] == document_id and listed[0]["gross_fen"] is None
 
 
 async def test_ledger_verify_reports_a_clean_ledger(box: Box) -> None:

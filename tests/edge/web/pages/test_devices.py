@@ -88,16 +88,20 @@ def test_disable_and_enable_from_the_list(site: Site) -> None:
         assert fragment.status_code == 200 and "<html" not in fragment.text and 'data-device="pos-5"' in fragment.text
 
 
-def test_the_manager_sees_the_fleet_but_manages_nothing_and_the_clerk_sees_no_devices(site: Site) -> None:
+def test_the_store_manager_registers_and_disables_devices_and_the_clerk_sees_no_devices(site: Site) -> None:
     ok(api(site, "POST", "/api/v1/devices", Role.ADMIN, json={"id": "scale-3", "kind": "scale"}), 201)
     with site.login(Role.MANAGER) as manager:
         listed = manager.get("/devices")
         assert listed.status_code == 200 and html(listed).xpath("//tr[@data-device='scale-3']")
-        assert not html(listed).xpath("//form[@action='/devices']") and not html(listed).xpath("//tr//form")
-        refused = register(site, manager, id="pos-77", kind="pos")
-        assert refused.status_code == 403  # type: ignore[attr-defined]
-        assert site.post_form(manager, "/devices/scale-3/disable", {}, page="/devices").status_code == 403
-    assert "pos-77" not in devices(site) and devices(site)["scale-3"]["enabled"] is True
+        assert html(listed).xpath("//form[@action='/devices']")  # the issue: the manager registers and disables
+        registered = register(site, manager, id="pos-77", kind="pos")
+        assert registered.status_code == 201  # type: ignore[attr-defined]
+        assert site.post_form(manager, "/devices/scale-3/disable", {}, page="/devices").status_code == 303
+    assert "pos-77" in devices(site) and devices(site)["scale-3"]["enabled"] is False
+    with site.login(Role.AUDITOR) as auditor:
+        listed = auditor.get("/devices")
+        assert listed.status_code == 200 and not html(listed).xpath("//form[@action='/devices']")
+        assert site.post_form(auditor, "/devices/scale-3/enable", {}, page="/devices").status_code == 403
     with site.login(Role.CLERK) as clerk:
         assert clerk.get("/devices").status_code == 403
         assert 'href="/devices"' not in clerk.get("/").text

@@ -135,3 +135,17 @@ def test_the_dashboard_api_counts_todays_sales_and_refused_negative_stock(site: 
     assert after["sales"]["margin_fen"] == after["sales"]["net_fen"] - after["sales"]["cost_fen"]
     assert sum(after["sales"]["by_hour_fen"]) == after["sales"]["gross_fen"]
     assert after["alerts"]["negative_refused"]["count"] == before["alerts"]["negative_refused"]["count"] + 1
+
+
+def test_a_clerk_sees_documents_and_purchase_orders_without_amounts(site: Site) -> None:
+    headers = {**site.box.auth(Role.MANAGER), "Idempotency-Key": "clerk-books-r1"}
+    with httpx.Client(base_url=site.url) as api:
+        receipt = {"counterparty": "sup-1", "lines": [{"code": "COLA", "qty": 10, "price_fen": 229}]}
+        posted = api.post("/api/v1/documents/receipt", json=receipt, headers=headers).json()
+    with site.login(Role.CLERK) as clerk:
+        for path in ("/documents", f"/documents/{posted['document_id']}", "/documents?type=receipt", "/purchasing"):
+            page = clerk.get(path)
+            assert page.status_code in (200, 403), path
+            assert "¥" not in page.text, f"{path} shows an amount to the clerk"
+    with site.login(Role.MANAGER) as manager:
+        assert "¥22.90" in manager.get(f"/documents/{posted['document_id']}").text
