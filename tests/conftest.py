@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.edge.web.pages.browser import chromium  # noqa: F401  (one browser per test process, box and HQ pages)
 from tools.pgserver import PostgresServer, postgres_server
 
 settings.register_profile("storebox", deadline=None)

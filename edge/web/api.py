@@ -10,6 +10,7 @@ from edge.web.deps import ApiDeps, permission_of
 from edge.web.errors import error_responses, install_error_handlers
 from edge.web.middleware import MAX_BODY_BYTES, BodySizeLimit, HttpMetrics
 from edge.web.pages import mount_pages
+from edge.web.pages.framework import is_page_path
 from edge.web.routes import (
     attachments,
     auth,
@@ -124,6 +125,7 @@ def create_api(deps: ApiDeps) -> FastAPI:
         upload_paths=UPLOAD_PATHS,
         # multipart adds a boundary and headers around the file
         upload_limit=max(deps.settings.papers_max_upload_bytes, MAX_IMPORT_BYTES) + 64 * 1024,
+        is_page=is_page_path,
     )
     app.add_middleware(HttpMetrics, registry=deps.metrics_registry)
     return app

@@ -3,6 +3,7 @@
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -32,6 +33,27 @@ async def _send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+_TOO_LARGE_PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>文件过大 / Too large</title>
+<link rel="stylesheet" href="/static/css/app.css"></head><body><main id="main"><section class="card error-page">
+<h1>文件或表单过大 / Too large</h1><p>最多 {mb} MB。请缩小照片或文件后重试。</p>
+<p lang="en">At most {mb} MB. Make the photo or file smaller and try again.</p>
+<p><a href="javascript:history.back()">返回 / Back</a></p></section></main></body></html>"""
+
+
+async def _send_html_too_large(send: Send, limit: int, *, close: bool) -> None:
+    body = _TOO_LARGE_PAGE.format(mb=round(limit / 2**20, 1)).encode()
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": headers + ([(b"connection", b"close")] if close else []),
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class BodySizeLimit:
     """Refuse request bodies over `limit` bytes with 413, whether or not Content-Length is sent.
 
@@ -51,8 +73,10 @@ class BodySizeLimit:
         drain_limit: int = DRAIN_BODY_BYTES,
         upload_paths: tuple[re.Pattern[str], ...] = (),
         upload_limit: int = MAX_BODY_BYTES,
+        is_page: Callable[[str], bool] | None = None,
     ) -> None:
         self.app = app
+        self.is_page = is_page  # paths of the web page: the refusal is a page, not JSON
         self.default_limit = limit
         self.drain_limit = max(drain_limit, upload_limit)
         self.upload_paths = upload_paths
@@ -92,6 +116,9 @@ class BodySizeLimit:
                     break
                 continue
             chunks.append(chunk)
+        if too_large and self.is_page is not None and self.is_page(str(scope.get("path", ""))):
+            await _send_html_too_large(send, limit, close=more)
+            return
         if too_large:
             await _send_error(
                 send,

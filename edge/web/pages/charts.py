@@ -1,7 +1,8 @@
 """Chart specs for `static/js/charts.js` (uPlot): a template writes `data-chart='{{ spec | tojson }}'`.
 
-A spec is {"kind": "line"|"bars", "x": [unix seconds], "range": [from, to] or null (the x axis), "series": [{"label", "values"}], "bands": [{"lo", "hi"}],
-"marks": [{"from", "to"}] (shaded x ranges, e.g. excursions), "unit": str}. Missing values are null.
+A spec is {"kind": "line"|"bars", "x": [unix seconds], "range": [from, to] or null (the x axis),
+"series": [{"label", "values"}], "bands": [{"lo", "hi"}], "marks": [{"from", "to"}] (shaded x ranges, e.g.
+excursions), "unit": str, "time": optional bool (bars over dates)}. Missing values are null.
 """
 
 from __future__ import annotations

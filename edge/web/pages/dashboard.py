@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from edge.web.pages.charts import line_chart, temperature_chart
 from edge.web.pages.client import ApiFailure
-from edge.web.pages.framework import Page, PageContext, PageRouter
+from edge.web.pages.framework import Page, PageContext, PageForbidden, PageRouter
 
 router = PageRouter()
 
@@ -76,4 +76,17 @@ async def dashboard_part(page: Page, part: str) -> Response:
     """One card again, for htmx when the live stream says something changed."""
     if part not in FRAGMENTS:
         return page.render("error.html", status=404, title_key="error.not_found.title", body_key="error.not_found.body")
-    return page.render(f"dashboard/_{part}.html", **await dashboard_context(page, rooms=part == "rooms"))
+    context = await dashboard_context(page, rooms=part == "rooms")
+    summary = context["summary"]
+    shown = {
+        "sales": context["sales"] is not None,
+        "alerts": "alerts" in summary,
+        "alert_lists": "alerts" in summary,
+        "devices": "devices" in summary,
+        "sync": context["sync"] is not None,
+        "work": bool(summary.get("open_work")),
+        "rooms": page.can("cold_rooms:read"),
+    }
+    if not shown[part]:  # a card this role's dashboard does not have
+        raise PageForbidden(part)
+    return page.render(f"dashboard/_{part}.html", **context)

@@ -237,8 +237,10 @@ async def reverse(page: Page, document_id: int) -> Response:
         errors["confirm"] = page.t("documents.reverse.confirm_required")
     if len(values["reason_text"]) > MAX_TEXT or "\x00" in values["reason_text"]:
         errors["reason_text"] = page.t("documents.error.text_invalid")
-    if not _reversible(document):
+    if document.get("type") in NOT_REVERSIBLE:
         errors["form"] = page.t("documents.reverse.not_allowed")
+    # Already reversed: the API decides. The same form sent twice (a double click) replays the first answer by its
+    # idempotency key and lands on the reversal; a new attempt is refused with the API's words.
     if not errors:
         body = {"reason_text": values["reason_text"]} if values["reason_text"] else None
         try:

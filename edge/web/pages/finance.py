@@ -139,7 +139,7 @@ async def vouchers(
                 listed = await _all_vouchers(page, params)
                 name = f"vouchers-{params['since'] or 'all'}-{params['until'] or 'all'}"
                 lines = _voucher_rows(listed, page.t("common.yes"), page.t("common.no"))
-                return page.export(lines, VOUCHER_COLUMNS, fmt, name)
+                return await page.export(lines, VOUCHER_COLUMNS, fmt, name)
             rows = await page.api.get("/api/v1/vouchers", limit=PER_PAGE + 1, offset=(n - 1) * PER_PAGE, **params)
         except ApiFailure as failure:
             errors = _field_errors(page, failure, "since")
@@ -195,7 +195,9 @@ async def trial_balance(
     except ApiFailure as failure:
         errors = _field_errors(page, failure, "period")
     if report is not None and (fmt := _format(format)) is not None:
-        return page.export(_trial_balance_rows(report), TRIAL_BALANCE_COLUMNS, fmt, f"trial-balance-{report['period']}")
+        return await page.export(
+            _trial_balance_rows(report), TRIAL_BALANCE_COLUMNS, fmt, f"trial-balance-{report['period']}"
+        )
     query = {"period": period, **({"include_empty": "true"} if include_empty else {})}
     return page.render(
         "finance/trial_balance.html",
@@ -239,7 +241,7 @@ async def ap_ageing(
         errors = _field_errors(page, failure, "as_of")
     if report is not None and (fmt := _format(format)) is not None:
         rows = _ageing_rows(report, page.t("finance.ap.unnamed"))
-        return page.export(rows, AP_COLUMNS, fmt, f"ap-ageing-{report['as_of']}")
+        return await page.export(rows, AP_COLUMNS, fmt, f"ap-ageing-{report['as_of']}")
     return page.render(
         "finance/ap_ageing.html",
         status=422 if errors else 200,

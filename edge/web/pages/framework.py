@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import io
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,9 +27,13 @@ from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.web.pages import format as fmt
 from edge.web.pages.client import ApiFailure, PageApi, asgi_client
@@ -46,14 +50,48 @@ CSRF_HEADER = "x-csrf-token"
 IDEMPOTENCY_FIELD = "_idem"
 LANG_MAX_AGE = 365 * 24 * 3600
 TEMPLATES_DIR = Path(__file__).with_name("templates")
+ALERT_KINDS = {
+    "cold-room": "alert.kind.cold_room",
+    "device-offline": "alert.kind.device_offline",
+    "compliance": "alert.kind.compliance",
+    "returns": "alert.kind.returns",
+}
+# Every page: not framed by another site (clickjacking of the confirm forms), not kept in a shared browser's
+# cache (the books), no referrer leaving the box, no content sniffing.
+PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+
+
+class PageRoute(APIRoute):
+    """A page's route: an unexpected error becomes the error page right here, so the connection stays healthy
+    (an app-wide `Exception` handler answers too, but Starlette re-raises after it and the server drops the
+    connection)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except EXPECTED_ERRORS:
+                raise
+            except Exception as exc:
+                return unexpected_error_page(request, exc)
+
+        return guarded
 
 
 class PageRouter(APIRouter):
     """An APIRouter for pages: HTML answers, kept out of the API's OpenAPI document."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(include_in_schema=False, default_response_class=HTMLResponse, **kwargs)
+        super().__init__(include_in_schema=False, default_response_class=HTMLResponse, route_class=PageRoute, **kwargs)
 
 
 class LoginRequired(Exception):
@@ -75,6 +113,30 @@ class PageForbidden(Exception):
 class BadCsrf(Exception):
     """A POST without this session's CSRF token (another site's form, or a stale page)."""
 
+
+def unexpected_error_page(request: Request, exc: BaseException) -> HTMLResponse:
+    """The error page with a reference that is in the log with the traceback; never the traceback itself."""
+    reference = uuid4().hex[:12]
+    log.error("page error %s in %s %s", reference, request.method, request.url.path, exc_info=exc)
+    shell = shell_for(request)
+    return shell.render(
+        "error.html",
+        status=500,
+        title_key="error.unexpected.title",
+        body_key="error.unexpected.body",
+        reference=reference,
+    )
+
+
+# Errors the app's handlers turn into pages (login, no permission, CSRF, API refusals, HTTP and validation errors).
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    LoginRequired,
+    PageForbidden,
+    BadCsrf,
+    ApiFailure,
+    StarletteHTTPException,
+    RequestValidationError,
+)
 
 # --- rendering ----------------------------------------------------------------------------------------------
 
@@ -152,6 +214,8 @@ class Shell:
             "tz_name": self.tz.key,
             "now_local": datetime.now(self.tz).strftime("%Y-%m-%d %H:%M"),
             "is_htmx": self.request.headers.get("hx-request") == "true",
+            # Alert kinds on the bus (alert/<kind>) in the page's language, for live.js's notices.
+            "alert_kinds": {kind: self.t(key) for kind, key in ALERT_KINDS.items()},
         }
 
     def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
@@ -164,6 +228,7 @@ class Shell:
         if self.flash is not None:
             response.delete_cookie(FLASH_COOKIE, path="/")
         response.headers["Content-Language"] = "zh-CN" if self.lang == "zh" else "en"
+        response.headers.update(PAGE_HEADERS)
         return response
 
 
@@ -250,11 +315,13 @@ class PageContext:
             return f"page-{value}"
         return f"page-{uuid4().hex}"
 
-    def export(
+    async def export(
         self, rows: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, str]], fmt_: str, filename: str
     ) -> Response:
-        """`rows` as a CSV (UTF-8 with BOM, so Excel reads the Chinese) or XLSX download; headers from the catalog."""
-        return table_export(rows, [(key, self.t(label)) for key, label in columns], fmt_, filename)
+        """`rows` as a CSV (UTF-8 with BOM, so Excel reads the Chinese) or XLSX download; headers from the catalog.
+        Built in a worker thread: a large export does not hold up other pages, the API or the live streams."""
+        headers = [(key, self.t(label)) for key, label in columns]
+        return await run_in_threadpool(table_export, list(rows), headers, fmt_, filename)
 
 
 async def page_context(request: Request) -> PageContext:
@@ -365,9 +432,6 @@ def is_page_path(path: str) -> bool:
 
 def install_page_errors(app: FastAPI) -> None:
     """HTML answers for page paths; the API's own JSON handlers keep every other path."""
-    from fastapi.exceptions import RequestValidationError
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
     json_http = app.exception_handlers.get(StarletteHTTPException)
     json_validation = app.exception_handlers.get(RequestValidationError)
     json_unexpected = app.exception_handlers.get(Exception)
@@ -428,9 +492,7 @@ def install_page_errors(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         if not is_page_path(request.url.path) and json_unexpected is not None:
             return await _call(json_unexpected, request, exc)
-        reference = uuid4().hex[:12]
-        log.error("page error %s in %s %s", reference, request.method, request.url.path, exc_info=exc)
-        return error_page(request, 500, "error.unexpected.title", "error.unexpected.body", reference=reference)
+        return unexpected_error_page(request, exc)
 
     app.add_exception_handler(LoginRequired, on_login_required)
     app.add_exception_handler(PageForbidden, on_forbidden)

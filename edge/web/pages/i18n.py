@@ -8,17 +8,21 @@ stock.found: {zh: "找到 {n} 个商品", en: "{n} items found"}
 ```
 
 `Catalog.text(lang, key, **fmt)` looks a key up and fills `{placeholders}` with `str.format`. A missing key is a
-programming error (KeyError); tests load every catalog and check each template's keys against it.
+programming error: tests load every catalog and check each template's keys against it; at run time a missing key
+is logged and shown as itself rather than failing the page.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import yaml
+
+log = logging.getLogger(__name__)
 
 LANGUAGES = ("zh", "en")
 DEFAULT_LANGUAGE = "zh"
@@ -34,9 +38,16 @@ class Catalog:
     messages: Mapping[str, Mapping[str, str]]  # key -> {lang: text}
 
     def text(self, lang: str, key: str, /, **fmt: object) -> str:
-        entry = self.messages[key]
+        entry = self.messages.get(key)
+        if entry is None:  # tests keep every key used defined; in the field a missing one shows as its key
+            log.warning("message catalog has no key %r", key)
+            return key
         text = entry.get(lang) or entry[DEFAULT_LANGUAGE]
-        return text.format(**fmt) if fmt else text
+        try:
+            return text.format(**fmt) if fmt else text
+        except (KeyError, IndexError, ValueError):
+            log.warning("message %r does not take %s", key, sorted(fmt))
+            return text
 
     def __contains__(self, key: object) -> bool:
         return key in self.messages

@@ -10,9 +10,11 @@ its figures (`resync`). Events:
 - `alert`    {kind, ...the alert's payload}            from `alert/<kind>`
 - `device`   {device, state}                           from device status topics
 - `resync`   {}                                        the queue overflowed: refetch
+- `ended`    {}                                        the session ended (expired, user disabled): log in again
 
 Only what the page's user may read is sent: a posting carries no amounts, and pages refetch their figures through
-the API (which checks permissions). A comment line every 15 s keeps proxies and phones from closing the stream.
+the API (which checks permissions). A comment line every 15 s keeps proxies and phones from closing the stream, and
+every minute the stream asks the API whether its session is still good; a stream whose session ended stops.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 
+from edge.web.pages.client import ApiFailure
 from edge.web.pages.framework import Page, PageRouter
 
 log = logging.getLogger("storebox.live")
 
 QUEUE_MAX = 500
 KEEPALIVE_S = 15.0
+RECHECK_S = 60.0  # how often an open stream asks the API whether its session is still good
 router = PageRouter()
 
 
@@ -118,7 +122,8 @@ class LiveHub:
             self.publish("stock", {"sku": name, "on_hand": on_hand, "total": total})
         elif kind == "alert" and name:
             # An alert is {"id", "ts", "data": {"message", "message_en", ...}} (docs/cold-chain.md): flattened.
-            inner = body.get("data") if isinstance(body.get("data"), dict) else {}
+            data = body.get("data")
+            inner: dict[str, Any] = data if isinstance(data, dict) else {}
             self.publish("alert", {**body, **inner, "kind": name})
 
     def on_device_status(self, device: str, state: str) -> None:
@@ -182,9 +187,18 @@ async def live(page: Page) -> StreamingResponse:
         page.request.app.state.live = hub
 
     async def events() -> AsyncIterator[bytes]:
+        checked = time.monotonic()
         with hub.subscribe() as subscription:
             async for chunk in hub.stream(subscription):
                 yield chunk
+                if time.monotonic() - checked >= RECHECK_S:
+                    # The session may have ended since the page opened (expired, user disabled): ask the API again.
+                    checked = time.monotonic()
+                    try:
+                        await page.api.get("/api/v1/auth/me")
+                    except ApiFailure:
+                        yield LiveEvent("ended", {}).encode()
+                        return
 
     return StreamingResponse(
         events(),

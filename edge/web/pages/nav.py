@@ -19,7 +19,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("/replenishment", "nav.replenishment", "replenishment:read"),
     NavEntry("/receiving", "nav.receiving", "receiving:read"),
     NavEntry("/transfers", "nav.transfers", "transfers:read"),
-    NavEntry("/suppliers", "nav.suppliers", "suppliers:read"),
+    NavEntry("/suppliers", "nav.suppliers", "compliance:read"),  # the cabinet: not for the clerk
     NavEntry("/compliance", "nav.compliance", "compliance:read"),
     NavEntry("/purchasing", "nav.purchasing", "invoices:read"),
     NavEntry("/finance/trial-balance", "nav.finance", "books:read"),

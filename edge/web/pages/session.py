@@ -21,6 +21,8 @@ from edge.web.pages.framework import (
 from edge.web.pages.i18n import LANGUAGES
 
 router = PageRouter()
+MAX_USERNAME = 100
+MAX_PASSWORD = 1000
 
 
 @router.get("/login")
@@ -34,17 +36,22 @@ async def login_form(
 @router.post("/login")
 async def login(
     request: Request,
-    username: Annotated[str, Form(max_length=200)] = "",
-    password: Annotated[str, Form(max_length=1000)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "/",
+    username: Annotated[str, Form(max_length=100_000)] = "",
+    password: Annotated[str, Form(max_length=100_000)] = "",
+    next: Annotated[str, Form(max_length=100_000)] = "/",
 ) -> Response:
     """The API's password login; the token becomes an HttpOnly, SameSite=Strict session cookie."""
     shell = shell_for(request)
     errors: dict[str, str] = {}
     if not username.strip():
         errors["username"] = shell.t("login.username_required")
+    elif len(username) > MAX_USERNAME or "\x00" in username:
+        errors["username"] = shell.t("login.username_invalid", n=MAX_USERNAME)
+        username = username[:MAX_USERNAME].replace("\x00", "")
     if not password:
         errors["password"] = shell.t("login.password_required")
+    elif len(password) > MAX_PASSWORD:
+        errors["password"] = shell.t("login.password_invalid", n=MAX_PASSWORD)
     if not errors:
         api = PageApi(asgi_client(request.app), None)
         try:

@@ -10,32 +10,27 @@ from typing import Any
 import pytest
 
 from tests.cloud_sync.web.served import ServedAggregator
-from tests.edge.web.pages.browser import launch
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def tab() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(10_000)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        outside: list[str] = []
-        page.on(
-            "request",
-            lambda request: None if request.url.startswith("http://127.0.0.1") else outside.append(request.url),
-        )
-        yield page
-        context.close()
-        browser.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
-        assert not outside, f"requests left the machine: {outside}"
+def tab(chromium: Any) -> Iterator[Any]:
+    """A fresh context and page of the session's browser (tests/conftest.py: one Playwright per test process)."""
+    context = chromium.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda request: None if request.url.startswith("http://127.0.0.1") else outside.append(request.url),
+    )
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not outside, f"requests left the machine: {outside}"
 
 
 def test_hq_user_logs_in_with_a_token_and_sees_the_stores(hq_site: ServedAggregator, tab: Any) -> None:

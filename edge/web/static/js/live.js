@@ -41,7 +41,9 @@
     close.textContent = body.getAttribute("data-msg-dismiss");
     close.addEventListener("click", function () { node.remove(); });
     var title = document.createElement("strong");
-    title.textContent = body.getAttribute("data-msg-alert") + " · " + data.kind;
+    var kinds = {};
+    try { kinds = JSON.parse(body.getAttribute("data-alert-kinds") || "{}"); } catch (e) { kinds = {}; }
+    title.textContent = body.getAttribute("data-msg-alert") + " · " + (kinds[data.kind] || data.kind);
     var message = document.createElement("span");
     message.textContent = text;
     node.appendChild(close);
@@ -70,6 +72,7 @@
     on("alert", toast);
     on("device");
     on("resync");
+    on("ended", function () { source.close(); setState(false); window.location.reload(); });
   }
 
   window.addEventListener("pagehide", function () { if (source) source.close(); });

@@ -2,7 +2,7 @@
 Playwright's sync API. `make test` installs Chromium (apt) and Playwright (pip); Playwright's own browser download
 is never used: the launch names /usr/bin/chromium.
 
-Fixtures (imported by conftest.py): `demo_box` (one per test session), `chromium` (one browser per session),
+Fixtures (imported by conftest.py): `demo_box` (one per test session), `chromium` (one browser per module),
 `page` (a fresh context and page per test, Chinese first), and helpers `log_in(page, box, role)` and
 `device(box, kind)` — a simulated device (tools/sim DeviceLink) with the demo device's own MQTT credentials.
 """
@@ -54,8 +54,11 @@ def demo_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     box.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """One browser per test module. Playwright's sync API keeps an asyncio loop running in the main thread while it
+    is open, so it is closed at each module's end: fixtures of the next module that run their own loop (asyncio.run)
+    can start. Browser tests also run after all others (tests/conftest.py)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

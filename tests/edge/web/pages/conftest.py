@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.edge.web.apibox import ServedBox
-from tests.edge.web.pages.browser import chromium, demo_box, page  # noqa: F401  (fixtures)
+from tests.edge.web.pages.browser import demo_box, page  # noqa: F401  (fixtures)
 from tests.edge.web.pages.site import Site
 
 

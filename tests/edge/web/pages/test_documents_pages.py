@@ -165,6 +165,10 @@ def test_reversal_needs_the_confirmation_and_then_posts_once(site: Site) -> None
         again = client.post(document + "/reverse", data={**hidden, "confirm": "yes"})
         assert again.status_code == 409 and counts(site)["documents"] == before + 1
         html(again)
+        # The same form sent twice (a double click landing second) shows the reversal, not a refusal.
+        twice = client.post(document + "/reverse", data={**hidden, "confirm": "yes", "reason_text": "录错了"})
+        assert twice.status_code == 303 and twice.headers["location"] == done.headers["location"]
+        assert counts(site)["documents"] == before + 1
 
 
 def test_errors_are_shown_next_to_their_fields(site: Site) -> None:

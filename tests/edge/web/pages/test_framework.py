@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,9 +22,7 @@ def test_a_visitor_without_a_session_is_sent_to_login_and_back_after_it(site: Si
         assert response.headers["location"] == "/login?next=%2F%3Fq%3Dkkkl"
         page = client.get(response.headers["location"])
         assert page.status_code == 200 and 'name="next" value="/?q=kkkl"' in page.text
-        done = client.post(
-            "/login", data={"username": "manager", "password": "manager-password", "next": "/?q=kkkl"}
-        )
+        done = client.post("/login", data={"username": "manager", "password": "manager-password", "next": "/?q=kkkl"})
         assert done.status_code == 303 and done.headers["location"] == "/?q=kkkl"
         cookie = done.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
@@ -149,3 +148,72 @@ def test_a_clerk_sees_documents_and_purchase_orders_without_amounts(site: Site) 
             assert "¥" not in page.text, f"{path} shows an amount to the clerk"
     with site.login(Role.MANAGER) as manager:
         assert "¥22.90" in manager.get(f"/documents/{posted['document_id']}").text
+
+
+def test_pages_are_not_framed_cached_or_sniffed(site: Site) -> None:
+    with site.login(Role.MANAGER) as client:
+        for path in ("/", "/login", "/no/such/page"):
+            headers = client.get(path).headers
+            assert (
+                headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in headers["content-security-policy"]
+            )
+            assert headers["cache-control"] == "no-store" and headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_card_the_roles_dashboard_does_not_have_is_refused_not_an_error(site: Site) -> None:
+    with site.login(Role.CLERK) as clerk:
+        for part in ("sales", "devices", "sync"):
+            response = clerk.get(f"/fragments/dashboard/{part}")
+            assert response.status_code == 403 and not TRACE.search(response.text)
+        assert clerk.get("/fragments/dashboard/alerts").status_code == 200
+        assert clerk.get("/").status_code == 200  # the connection is still good after the refusals
+
+
+def test_an_upload_too_large_for_the_page_is_answered_with_a_page(site: Site) -> None:
+    with site.login(Role.CLERK) as clerk:
+        token = site.csrf(clerk, "/receiving")
+        huge = b"\xff" * (12 * 1024 * 1024)
+        response = clerk.post(
+            "/receiving/photo", data={"_csrf": token}, files={"photo": ("big.jpg", huge, "image/jpeg")}
+        )
+    assert response.status_code == 413 and response.headers["content-type"].startswith("text/html")
+    assert "文件或表单过大" in response.text and "Too large" in response.text
+
+
+def test_alert_kinds_reach_the_page_in_its_language(site: Site) -> None:
+    with site.login(Role.MANAGER, lang="en") as client:
+        page = client.get("/").text
+    assert "Cold-room temperature alarm" in page and "data-alert-kinds=" in page
+
+
+def test_an_overlong_username_is_refused_next_to_the_field(site: Site) -> None:
+    with site.client() as client:
+        response = client.post("/login", data={"username": "u" * 300, "password": "x", "next": "/"})
+    assert response.status_code == 400 and 'id="e-username"' in response.text
+
+
+def test_an_open_live_stream_ends_when_its_session_no_longer_works(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.web.pages import live
+
+    monkeypatch.setattr(live, "RECHECK_S", 0.0)
+    monkeypatch.setattr(live, "KEEPALIVE_S", 0.2)
+    with site.login(Role.MANAGER) as client:
+        token = client.cookies["sb_session"]
+        with site.client() as stranger:
+            stranger.cookies.set("sb_session", token)
+            with stranger.stream("GET", "/live") as stream:
+                chunks = stream.iter_bytes()
+                assert b"event: hello" in next(chunks)
+                # The user is disabled while the page is open: the next check ends the stream.
+                from edge.db import connect
+
+                conn = connect(site.box.db_path)
+                conn.execute("UPDATE users SET active = 0 WHERE username = 'manager'")
+                conn.commit()
+                try:
+                    seen = b"".join(chunk for chunk in chunks)
+                finally:
+                    conn.execute("UPDATE users SET active = 1 WHERE username = 'manager'")
+                    conn.commit()
+                    conn.close()
+    assert b"event: ended" in seen

@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from tests.edge.web.pages.browser import device, launch, log_in
+from tests.edge.web.pages.browser import device, log_in
 from tools.box_process import BoxProcess
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """This module's own browser: Playwright's sync API keeps an asyncio loop running in the main thread while it is
-    open, which would make every anyio test after it in the same session fail; closed at the module's end."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
 
 
 NUMBER = "el => parseInt(el.textContent.replace(/[^0-9-]/g, ''), 10)"
