@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -29,14 +29,14 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.web.pages import format as fmt
 from edge.web.pages.client import ApiFailure, PageApi, asgi_client
-from edge.web.pages.framework import CSRF_FIELD, CSRF_HEADER, LANG_COOKIE
+from edge.web.pages.framework import CSRF_FIELD, CSRF_HEADER, LANG_COOKIE, make_environment, static_url
 from edge.web.pages.framework import TEMPLATES_DIR as BOX_TEMPLATES_DIR
+from edge.web.pages.framework import safe_next as box_safe_next
 from edge.web.pages.i18n import Catalog, catalog, pick_language
 
 log = logging.getLogger("storebox.cloud.pages")
@@ -68,32 +68,8 @@ class BadCsrf(Exception):
 _RENDERING: ContextVar[Shell] = ContextVar("hq_rendering")
 
 
-def _environment() -> Environment:
-    # The HQ templates first; the box page's macros.html (fields, exports, charts) is shared as it is.
-    env = Environment(
-        loader=ChoiceLoader([FileSystemLoader(TEMPLATES_DIR), FileSystemLoader(BOX_TEMPLATES_DIR)]),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(
-        fen=fmt.fen,
-        qty=fmt.qty,
-        grams=fmt.grams,
-        pct=fmt.percent,
-        day=fmt.day,
-        urlq=lambda value: quote(str(value), safe=""),
-    )
-    env.globals.update(
-        new_key=lambda: uuid4().hex,
-        urlencode=urlencode,
-        t=lambda key, **values: _RENDERING.get().t(key, **values),
-        csrf=lambda: _RENDERING.get().csrf,
-    )
-    return env
-
-
-ENVIRONMENT = _environment()
+# The HQ templates first; the box page's macros.html (fields, exports, charts) is shared as it is.
+ENVIRONMENT = make_environment(TEMPLATES_DIR, BOX_TEMPLATES_DIR, rendering=_RENDERING)
 
 # The menu: (path, catalog key).
 NAV = (
@@ -103,10 +79,6 @@ NAV = (
     ("/hq/trial-balance", "hq.nav.trial_balance"),
     ("/hq/compliance", "hq.nav.compliance"),
 )
-
-
-def static_url(path: str) -> str:
-    return f"/static/{path.lstrip('/')}"
 
 
 def csrf_token(session_token: str) -> str:
@@ -181,9 +153,7 @@ def redirect(url: str) -> Response:
 
 def safe_next(value: str | None) -> str:
     """A local HQ path to go back to after login or a language switch; anything else goes to the stores page."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 2000:
-        return HOME
-    return value
+    return box_safe_next(value, HOME)
 
 
 # --- the logged-in page --------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -141,9 +141,11 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 # --- rendering ----------------------------------------------------------------------------------------------
 
 
-def _environment() -> Environment:
+def make_environment(*template_dirs: Path, rendering: ContextVar[Any]) -> Environment:
+    """The page's Jinja environment over `template_dirs` (first wins): autoescape, the format filters, and globals
+    that reach the shell being rendered (`rendering` holds it) from imported macros. The HQ pages use it too."""
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR),
+        loader=ChoiceLoader([FileSystemLoader(d) for d in template_dirs]),
         autoescape=select_autoescape(default=True, default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
@@ -160,16 +162,14 @@ def _environment() -> Environment:
     env.globals.update(
         new_key=lambda: uuid4().hex,
         urlencode=urlencode,
-        t=lambda key, **values: _RENDERING.get().t(key, **values),
-        csrf=lambda: _RENDERING.get().csrf,
+        t=lambda key, **values: rendering.get().t(key, **values),
+        csrf=lambda: rendering.get().csrf,
     )
     return env
 
 
 _RENDERING: ContextVar[Shell] = ContextVar("rendering")
-
-
-ENVIRONMENT = _environment()
+ENVIRONMENT = make_environment(TEMPLATES_DIR, rendering=_RENDERING)
 
 
 def static_url(path: str) -> str:
@@ -364,10 +364,10 @@ def redirect(request: Request, url: str, *, flash: str | None = None, arg: str =
     return response
 
 
-def safe_next(value: str | None) -> str:
-    """A local path to go back to after login or a language switch; anything else goes to the dashboard."""
+def safe_next(value: str | None, home: str = "/") -> str:
+    """A local path to go back to after login or a language switch; anything else goes `home`."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 2000:
-        return "/"
+        return home
     return value
 
 
