@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -253,7 +253,7 @@ def _read_flash(value: str | None) -> tuple[str, str] | None:
     if not value:
         return None
     key, _, arg = value.partition("|")
-    return (key, arg[:200]) if key in catalog() else None
+    return (key, unquote(arg)[:200]) if key in catalog() else None
 
 
 def csrf_token(request: Request, session_token: str) -> str:
@@ -360,7 +360,9 @@ def redirect(request: Request, url: str, *, flash: str | None = None, arg: str =
     else:
         response = RedirectResponse(url, status_code=303)
     if flash is not None:
-        response.set_cookie(FLASH_COOKIE, f"{flash}|{arg}"[:300], path="/", httponly=True, samesite="strict")
+        # The argument percent-encoded: a cookie holds ASCII only (a supplier's or an item's Chinese name is fine).
+        value = f"{flash}|{quote(arg[:200], safe='')}"
+        response.set_cookie(FLASH_COOKIE, value, path="/", httponly=True, samesite="strict")
     return response
 
 

@@ -217,3 +217,16 @@ def test_an_open_live_stream_ends_when_its_session_no_longer_works(site: Site, m
                     conn.commit()
                     conn.close()
     assert b"event: ended" in seen
+
+
+def test_a_flash_message_carries_chinese_through_its_cookie(site: Site) -> None:
+    from starlette.requests import Request
+
+    from edge.web.pages.framework import FLASH_COOKIE, _read_flash, redirect
+
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""})
+    response = redirect(request, "/", flash="app.saved", arg="可口可乐 330ml")
+    cookie = response.headers["set-cookie"]
+    assert cookie.isascii() and FLASH_COOKIE in cookie
+    value = cookie.split(";")[0].split("=", 1)[1].strip('"')
+    assert _read_flash(value) == ("app.saved", "可口可乐 330ml")
