@@ -29,6 +29,17 @@ def list_items(
     return _rows(cursor)
 
 
+def on_hand_totals(conn: sqlite3.Connection, skus: list[str]) -> dict[str, int]:
+    """Each item's on hand over every location and lot (base units), in one query; items with none are 0."""
+    totals = dict.fromkeys(skus, 0)
+    for start in range(0, len(skus), 500):
+        chunk = skus[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for sku, qty in conn.execute(f"SELECT sku, SUM(qty) FROM balances WHERE sku IN ({marks}) GROUP BY sku", chunk):
+            totals[sku] = int(qty)
+    return totals
+
+
 def get_item(conn: sqlite3.Connection, sku: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT * FROM items WHERE sku = ?", (sku,)).fetchone()
     if row is None:

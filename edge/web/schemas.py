@@ -93,6 +93,9 @@ class ItemOut(BaseModel):
     cost_fen: int = Field(description="standard purchase price per base unit, VAT included")
     lot_tracked: bool
     active: bool
+    on_hand_total: int | None = Field(
+        None, description="with `with_stock=true`: on hand over all locations, base units"
+    )
 
 
 class BarcodeOut(BaseModel):

@@ -67,15 +67,6 @@ def days_left(expiry: str | None, today: date) -> int | None:
 # --- search -------------------------------------------------------------------------------------------------
 
 
-async def _item_totals(page: PageContext, skus: list[str]) -> dict[str, int]:
-    async def total(sku: str) -> int:
-        rows = await page.api.get("/api/v1/stock", sku=sku, limit=10000)
-        return sum(int(r["qty"]) for r in rows)
-
-    totals = await asyncio.gather(*(total(sku) for sku in skus))
-    return dict(zip(skus, totals, strict=True))
-
-
 @router.get("/stock")
 async def stock_search(page: Page, q: str = "", offset: str = "") -> Response:
     """The search box; without a query, every item page by page."""
@@ -90,11 +81,9 @@ async def stock_search(page: Page, q: str = "", offset: str = "") -> Response:
         found = await page.api.get("/api/v1/items/search", q=query, limit=SEARCH_LIMIT)
         items = found["items"]
     else:
-        listed = await page.api.get("/api/v1/items", limit=LIST_PAGE + 1, offset=start)
+        listed = await page.api.get("/api/v1/items", limit=LIST_PAGE + 1, offset=start, with_stock="true")
         more = len(listed) > LIST_PAGE
-        listed = listed[:LIST_PAGE]
-        totals = await _item_totals(page, [i["sku"] for i in listed])
-        items = [{**i, "total": totals[i["sku"]], "matched_by": None} for i in listed]
+        items = [{**i, "total": i["on_hand_total"], "matched_by": None} for i in listed[:LIST_PAGE]]
     context: dict[str, Any] = {
         "q": q if errors else query,
         "items": items,

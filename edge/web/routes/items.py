@@ -25,9 +25,16 @@ def list_items(
     q: Annotated[str | None, Query(min_length=1, max_length=100, description="part of SKU, name or barcode")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    with_stock: Annotated[
+        bool, Query(description="add each item's on hand over all locations (`on_hand_total`)")
+    ] = False,
 ) -> list[dict[str, Any]]:
     """Items in SKU order; `q` matches part of the SKU, the Chinese or English name, or a barcode."""
-    return queries.list_items(reader, q=q, limit=limit, offset=offset)
+    items = queries.list_items(reader, q=q, limit=limit, offset=offset)
+    if with_stock:
+        totals = queries.on_hand_totals(reader, [item["sku"] for item in items])
+        items = [{**item, "on_hand_total": totals[item["sku"]]} for item in items]
+    return items
 
 
 class ItemFoundOut(BaseModel):

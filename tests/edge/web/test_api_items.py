@@ -232,3 +232,14 @@ async def test_item_sales_include_imported_history_on_its_day(box: Box) -> None:
     assert imported.status_code in (200, 201), imported.text
     days = (await box.client.get("/api/v1/items/COLA/sales", params={"days": 2}, headers=box.auth("clerk"))).json()
     assert days["days"] == [{"date": yesterday.isoformat(), "qty": 9}, {"date": box.deps.today().isoformat(), "qty": 0}]
+
+
+@pytest.mark.anyio
+async def test_the_item_list_can_carry_each_items_on_hand(box: Box) -> None:
+    await box.receive("COLA", 10)
+    await box.receive("RICE", 2, price_fen=3600, location="backroom")
+    plain = await box.client.get("/api/v1/items", headers=box.auth("clerk"))
+    assert all(item["on_hand_total"] is None for item in plain.json())
+    listed = await box.client.get("/api/v1/items?with_stock=true", headers=box.auth("clerk"))
+    totals = {item["sku"]: item["on_hand_total"] for item in listed.json()}
+    assert totals == {"COLA": 10, "MILK": 0, "RICE": 2}
