@@ -29,6 +29,7 @@ from edge.demo.demo_json import (
 )
 from edge.demo.finance import seed_finance
 from edge.demo.replenishment import seed_replenishment
+from edge.demo.temperatures import seed_temperature_history
 from edge.devices.barcodes import DEFAULT_LABEL_FORMATS, label_item_code
 from edge.finance.setup import prepare_books
 from edge.ledger.commands import DocType, Line, PostDocument
@@ -114,6 +115,8 @@ def seed_demo(
         _add_master_data(conn, catalog, settings)
         users = _add_users(conn, make_password, ctx)
         devices = _add_devices(conn, make_password, ctx)
+        # The chilled room's last day (and month) of temperatures, so its charts have a history at once.
+        seed_temperature_history(conn, ctx.now, seed=seed)
         documents = _post_opening_stock(conn, plan, ctx)
         actors = {role: login.username for role, login in users}
         finance = seed_finance(conn, ctx, settings.data_dir, actors, getattr(settings, "company_credit_code", None))
