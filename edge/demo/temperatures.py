@@ -17,10 +17,12 @@ from edge.devices.cold_chain import utc_text
 MINUTE_HOURS = 24
 QUARTER_DAYS = 30
 READINGS_PER_MINUTE = 6
+SHOP_OFFSET = timedelta(hours=8)  # the demo store is in China (UTC+8)
 
 
 def _curve(at: datetime, setpoint: float, rng: random.Random, door: list[float]) -> float:
-    seconds = at.hour * 3600 + at.minute * 60
+    local = at + SHOP_OFFSET  # warmest in the shop's afternoon
+    seconds = local.hour * 3600 + local.minute * 60
     daily = 0.8 * math.sin(2 * math.pi * (seconds / 86400 - 0.375))
     cycle = 0.5 * ((seconds % 1200) / 1200 - 0.5)
     if rng.random() < 0.02:

@@ -37,7 +37,7 @@
     var time = spec.time != null ? spec.time : !bars;  // bars over dates: "time": true
     var series = [{}].concat((spec.series || []).map(function (s, i) {
       var color = COLORS[i % COLORS.length];
-      var out = { label: s.label, stroke: color, width: 2, spanGaps: false, points: { show: s.values.length < 60 } };
+      var out = { label: s.label, stroke: color, width: 2, spanGaps: false, points: { show: !bars && s.values.length < 60 } };
       if (bars) { out.fill = color + "99"; out.paths = uPlot.paths.bars({ size: [0.7, 40] }); }
       return out;
     }));
