@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -116,8 +115,7 @@ def test_the_box_stops_at_once_while_a_page_holds_its_live_stream_open(tmp_path:
 
         threading.Thread(target=hold, daemon=True).start()
         assert opened.wait(10)
-        began = time.monotonic()
+        # Before the fix the HTTP server waited on the open stream for ever: here terminate() would time out.
         assert box.terminate(timeout=30) == 0
-        assert time.monotonic() - began < 10
     finally:
         box.stop()
