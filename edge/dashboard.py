@@ -5,7 +5,7 @@ caller passes the business day and the UTC instant it started."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 TOP = 8
@@ -38,16 +38,15 @@ def sales_today(conn: sqlite3.Connection, day: date) -> dict[str, Any]:
     }
 
 
-def sales_by_hour(conn: sqlite3.Connection, day: date, utc_offset_hours: float) -> list[int]:
-    """Gross sales (fen) of each local hour of the business day, 24 values."""
+def sales_by_hour(conn: sqlite3.Connection, day: date, tz: tzinfo) -> list[int]:
+    """Gross sales (fen) of each hour of the business day in the store's time zone, 24 values."""
     hours = [0] * 24
     for posted_at, gross in conn.execute(
         "SELECT posted_at, gross_fen FROM documents d WHERE business_date = ? AND type = 'sale'"
         " AND NOT EXISTS (SELECT 1 FROM documents r WHERE r.reverses_id = d.id)",
         (day.isoformat(),),
     ):
-        hour = (int(str(posted_at)[11:13]) + utc_offset_hours) % 24
-        hours[int(hour)] += int(gross)
+        hours[datetime.fromisoformat(str(posted_at)).astimezone(tz).hour] += int(gross)
     return hours
 
 

@@ -34,7 +34,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.web.pages import format as fmt
 from edge.web.pages.client import ApiFailure, PageApi, asgi_client
-from edge.web.pages.framework import CSRF_FIELD, CSRF_HEADER, LANG_COOKIE, make_environment, static_url
+from edge.web.pages.framework import (
+    LANG_COOKIE,
+    PAGE_HEADERS,
+    BadCsrf,
+    check_csrf,
+    make_environment,
+    static_url,
+)
 from edge.web.pages.framework import TEMPLATES_DIR as BOX_TEMPLATES_DIR
 from edge.web.pages.framework import safe_next as box_safe_next
 from edge.web.pages.i18n import Catalog, catalog, pick_language
@@ -57,10 +64,6 @@ class LoginRequired(Exception):
     def __init__(self, *, expired: bool = False) -> None:
         super().__init__("HQ login required")
         self.expired = expired
-
-
-class BadCsrf(Exception):
-    """A POST without this session's CSRF token."""
 
 
 # --- rendering ----------------------------------------------------------------------------------------------
@@ -139,7 +142,7 @@ class Shell:
             _RENDERING.reset(token)
         response = HTMLResponse(html, status_code=status)
         response.headers["Content-Language"] = "zh-CN" if self.lang == "zh" else "en"
-        response.headers["Cache-Control"] = "no-store"
+        response.headers.update(PAGE_HEADERS)  # not framed, not cached, as on the box
         return response
 
 
@@ -207,13 +210,7 @@ async def hq_page_context(request: Request) -> HqPageContext:
     shell.logged_in = True
     shell.csrf = csrf_token(token)
     context = HqPageContext(request=request, api=PageApi(asgi_client(request.app), token), shell=shell)
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        sent = request.headers.get(CSRF_HEADER)
-        if sent is None:
-            value = (await context.form()).get(CSRF_FIELD)
-            sent = value if isinstance(value, str) else None
-        if sent is None or not hmac.compare_digest(sent, shell.csrf):
-            raise BadCsrf()
+    await check_csrf(request, shell.csrf, context.form)
     return context
 
 

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import io
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -340,14 +340,21 @@ async def page_context(request: Request) -> PageContext:
     shell.permissions = frozenset(me.get("permissions", ()))
     shell.csrf = csrf_token(request, token)
     context = PageContext(request=request, api=api, shell=shell)
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        sent = request.headers.get(CSRF_HEADER)
-        if sent is None:
-            value = (await context.form()).get(CSRF_FIELD)
-            sent = value if isinstance(value, str) else None
-        if sent is None or not hmac.compare_digest(sent, shell.csrf):
-            raise BadCsrf()
+    await check_csrf(request, shell.csrf, context.form)
     return context
+
+
+async def check_csrf(request: Request, expected: str, form: Callable[[], Awaitable[FormData]]) -> None:
+    """A request that changes something carries `expected` in the X-CSRF-Token header (htmx) or the `_csrf` field
+    (a plain form); BadCsrf otherwise. Used by the box's and the HQ pages."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        value = (await form()).get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if sent is None or not hmac.compare_digest(sent, expected):
+        raise BadCsrf()
 
 
 Page = Annotated[PageContext, Depends(page_context)]

@@ -32,7 +32,6 @@ def get_dashboard(
     tz = ZoneInfo(deps.settings.timezone)
     day = deps.settings.business_date(now)
     day_start = datetime.combine(day, time(0), tz).astimezone(ZoneInfo("UTC")).isoformat()
-    offset = (now.astimezone(tz).utcoffset() or datetime.now(tz).utcoffset()).total_seconds() / 3600  # type: ignore[union-attr]
 
     def can(permission: str) -> bool:
         return has_permission(user.role, permission)
@@ -41,7 +40,7 @@ def get_dashboard(
     if can("stock:valuation"):
         out["sales"] = {
             **dashboard.sales_today(reader, day),
-            "by_hour_fen": dashboard.sales_by_hour(reader, day, offset),
+            "by_hour_fen": dashboard.sales_by_hour(reader, day, tz),
         }
     if can("stock:read"):
         out["alerts"] = {
