@@ -88,6 +88,7 @@ class PageApi:
         raw: bool = False,
     ) -> Any:
         write = method not in ("GET", "HEAD")
+        path = _no_dot_segments(path)
         clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
         response = await self._client.request(
             method,
@@ -120,6 +121,15 @@ class PageApi:
 
     async def delete(self, path: str, /, **kwargs: Any) -> Any:
         return await self.request("DELETE", path, **kwargs)
+
+
+def _no_dot_segments(path: str) -> str:
+    """A path segment of "." or ".." (a SKU or room typed by a user) kept as data: httpx would otherwise resolve it
+    and call another endpoint (`/api/v1/items/.` is `/api/v1/items`). Percent-encoded, the API sees the text."""
+    parts = path.split("/")
+    if not any(part in (".", "..") for part in parts):
+        return path
+    return "/".join(part.replace(".", "%2E") if part in (".", "..") else part for part in parts)
 
 
 def asgi_client(app: Any) -> httpx.AsyncClient:

@@ -230,3 +230,11 @@ def test_a_flash_message_carries_chinese_through_its_cookie(site: Site) -> None:
     assert cookie.isascii() and FLASH_COOKIE in cookie
     value = cookie.split(";")[0].split("=", 1)[1].strip('"')
     assert _read_flash(value) == ("app.saved", "可口可乐 330ml")
+
+
+def test_a_dot_typed_as_an_item_or_room_is_data_not_a_path(site: Site) -> None:
+    with site.login(Role.MANAGER) as client:
+        for path in ("/transfers?sku=.", "/transfers?sku=..", "/stock/%2E", "/cold-rooms/%2E%2E"):
+            response = client.get(path)
+            assert response.status_code in (200, 404, 422), (path, response.status_code)
+            assert not TRACE.search(response.text)
