@@ -7,7 +7,6 @@ credentials, ACL, ingest) is exercised by the end-to-end test in test_sim.py.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,11 +14,7 @@ from dataclasses import dataclass
 import pytest
 from amqtt.broker import Broker
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tools.box_process import free_port
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-import socket
 import sqlite3
 import threading
 import time
@@ -33,6 +32,7 @@ from edge.ledger.masterdata import add_item, add_location, add_store, add_suppli
 from edge.ledger.posting import PostingContext
 from edge.security.devices import create_device
 from edge.writer import LedgerWriter
+from tools.box_process import free_port
 
 T = TypeVar("T")
 STORE = "store-t"
@@ -41,12 +41,6 @@ PASSWORDS = {"pos-1": "pos-1-secret", "pos-2": "pos-2-secret", "pda-1": "pda-1-s
 KINDS = {"pos-1": "pos", "pos-2": "pos", "pda-1": "handheld", "cold-1": "sensor"}
 # (sku, barcode, opening stock on the floor)
 ITEMS = (("MILK-1L", "6901234567892", 10), ("BREAD", "6901234567809", 5), ("EMPTY", "6901234567816", 0))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LoopThread:

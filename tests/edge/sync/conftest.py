@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +31,7 @@ from edge.sync.service import SyncService
 from edge.sync.totals import ledger_totals
 from edge.writer import LedgerWriter
 from tests.cloud_sync.aggregator import build_app, register_store
+from tools.box_process import free_port
 
 STORE = "store-001"
 RETURN_REASON = "quality"
@@ -119,12 +119,6 @@ def aggregator(cloud_db_url: str) -> Iterator[Aggregator]:
     key = register_store(app.state.engine, STORE)
     yield Aggregator(app, key)
     app.state.engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Served:

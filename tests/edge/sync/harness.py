@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,14 +28,9 @@ from edge.sync.protocol import parse_store_key
 from edge.sync.service import SyncService
 from edge.sync.totals import ledger_totals
 from tests.edge.web.apibox import make_writer, seed
+from tools.box_process import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
