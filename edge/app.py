@@ -194,6 +194,8 @@ class StoreBox:
                 return_alerts_periodic(self.settings, self.writer, self.broker, self.clock), name="return-alerts"
             )
         )
+        # --- issue 8: low-code rules (docs/rules.md); the rules helper fills this block ---
+        # --- issue 8: scenario modules (docs/modules.md); the module-host helper fills this block ---
         # --- issue 6: sync with the aggregator: outbox upload, transfers and packages pulled (docs/sync.md) ---
         self.sync: Any = None
         if self.settings.sync_url is not None:

@@ -1629,5 +1629,12 @@ app.add_typer(transfers_app, name="transfers")
 app.add_typer(packages_app, name="packages")
 app.add_typer(backup_app, name="backup")
 
+# --- issue 8: low-code rules and scenario modules (storebox rules|modules ...) ---
+from edge.modules_cli import modules_app  # noqa: E402
+from edge.rules_cli import rules_app as business_rules_app  # noqa: E402
+
+app.add_typer(business_rules_app, name="rules")
+app.add_typer(modules_app, name="modules")
+
 if __name__ == "__main__":
     main()

@@ -332,6 +332,9 @@ class Settings(BaseSettings):
     hq_public_key: str | None = Field(
         None, description="HQ's Ed25519 package signing key, 64 hex digits (unset: packages are refused)"
     )
+    # --- rules: engine and actions (issue 8, docs/rules.md) ---
+    # --- rules: e-mail (SMTP) ---
+    # --- modules: host, budgets (issue 8, docs/modules.md) ---
 
     @field_validator("mqtt_url")
     @classmethod

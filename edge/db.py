@@ -22,6 +22,8 @@ MIGRATION_PACKAGES: tuple[str, ...] = (
     "edge.devices",
     "edge.replenishment",
     "edge.sync",
+    "edge.rules",
+    "edge.modules",
 )
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 

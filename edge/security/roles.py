@@ -87,6 +87,14 @@ SYNC_MANAGE = frozenset({"sync:manage"})
 PACKAGES_MANAGE = frozenset({"packages:manage"})
 # Money on documents, stock and purchase orders (amounts, prices, tax, value): the books, which a clerk does not see.
 AMOUNTS_READ = frozenset({"amounts:read"})
+# --- low-code rules and scenario modules (issue 8, docs/rules.md, docs/modules.md) ---
+# Rules, their firings, holds and rule tickets are read by those who run the store and by the auditor; a rule is
+# written by the manager or the purchaser and reviewed by someone other than its author (rules:review); releasing
+# a hold and closing a rule ticket is rules:act. Modules are watched by the same people and managed by the admin
+# and the manager.
+RULES_READ = frozenset({"rules:read", "modules:read"})
+RULES_WRITE = frozenset({"rules:write", "rules:review", "rules:act"})
+MODULES_MANAGE = frozenset({"modules:manage"})
 
 PERMISSIONS: frozenset[str] = (
     OPERATIONS_READ
@@ -105,6 +113,9 @@ PERMISSIONS: frozenset[str] = (
     | SYNC_MANAGE
     | PACKAGES_MANAGE
     | AMOUNTS_READ
+    | RULES_READ
+    | RULES_WRITE
+    | MODULES_MANAGE
     | {"documents:reverse", "users:manage", "devices:manage"}
 )
 
@@ -125,6 +136,9 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | TRANSFERS_WRITE
         | SYNC_MANAGE
         | AMOUNTS_READ
+        | RULES_READ
+        | RULES_WRITE
+        | MODULES_MANAGE
         | {"documents:reverse", "books:export", "devices:manage"},
         # Sells, takes returns, receives, moves and counts; does not see the books.
         Role.CLERK: OPERATIONS_READ
@@ -151,6 +165,8 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | REPLENISHMENT_WRITE
         | EMERGENCY_WRITE
         | {"transfers:read"}
+        | RULES_READ
+        | RULES_WRITE
         | {write_permission(t) for t in (DocType.PURCHASE_ORDER, DocType.RECEIPT, DocType.SUPPLIER_RETURN)},
         Role.ACCOUNTANT: OPERATIONS_READ
         | AMOUNTS_READ
@@ -158,6 +174,8 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | FINANCE_READ
         | ACCOUNTING
         | {"sync:read", "transfers:read"}
+        | RULES_READ
+        | {"rules:review", "rules:act"}
         | {"invoices:write", "invoices:approve", "losses:approve"},
         Role.AUDITOR: OPERATIONS_READ
         | AMOUNTS_READ
@@ -165,7 +183,8 @@ ROLE_PERMISSIONS: MappingProxyType[Role, frozenset[str]] = MappingProxyType(
         | FINANCE_READ
         | FLEET_READ
         | REPLENISHMENT_READ
-        | SYNC_READ,
+        | SYNC_READ
+        | RULES_READ,
     }
 )
 

@@ -28,10 +28,12 @@ from edge.web.routes import (
     ledger,
     locations,
     metrics,
+    modules,
     packages,
     prices,
     receiving,
     replenishment,
+    rules,
     signals,
     stock,
     stores,
@@ -92,6 +94,8 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
         transfers,
         packages,
         dashboard,
+        rules,
+        modules,
     )
 )
 
