@@ -19,7 +19,7 @@ from cloud_sync.config import CloudSettings
 from cloud_sync.db import create_engine, migrate
 from cloud_sync.errors import CloudError, error_response, install_error_handlers
 from cloud_sync.metrics import build_metrics
-from cloud_sync.routes import hq, packages, sync, transfers
+from cloud_sync.routes import hq, modules, packages, sync, transfers
 from cloud_sync.web import mount_hq_pages
 from edge.sync.protocol import MAX_COMPRESSED_BYTES, SERVER_TIME_HEADER
 
@@ -35,7 +35,7 @@ def create_app(settings: CloudSettings, *, engine: sa.Engine | None = None, cloc
     app = FastAPI(
         title="StoreBox aggregator",
         version="1",
-        description="门店数据汇总服务 / the cloud aggregator: store sync protocol, HQ API, packages.",
+        description="门店数据汇总服务 / the cloud aggregator: store sync protocol, HQ API, packages, module rollouts.",
         openapi_url="/api/v1/openapi.json",
         docs_url=None,
         redoc_url=None,
@@ -46,7 +46,7 @@ def create_app(settings: CloudSettings, *, engine: sa.Engine | None = None, cloc
     app.state.engine = engine
     app.state.clock = clock
     app.state.metrics = build_metrics()
-    for module in (sync, hq, transfers, packages):
+    for module in (sync, hq, transfers, packages, modules):
         app.include_router(module.router)
     install_error_handlers(app)
     mount_hq_pages(app)  # the HQ staff's pages over the HQ API (docs/hq-page.md)

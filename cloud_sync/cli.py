@@ -21,6 +21,7 @@ import uvicorn
 
 from cloud_sync.config import CloudConfigError, CloudSettings, load_cloud_settings
 from cloud_sync.hq.cli import hq_app
+from cloud_sync.modules.cli import modules_app
 from cloud_sync.packages.cli import packages_app
 
 app = typer.Typer(help="StoreBox 汇总服务 / the cloud aggregator.", no_args_is_help=True, add_completion=False)
@@ -28,6 +29,7 @@ stores_app = typer.Typer(help="门店与密钥 / stores and their keys.", no_arg
 app.add_typer(stores_app, name="stores")
 app.add_typer(hq_app, name="hq")
 app.add_typer(packages_app, name="packages")
+app.add_typer(modules_app, name="modules")
 
 
 def settings() -> CloudSettings:

@@ -8,4 +8,5 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, "m0001_core"),
     (2, "m0002_transfers"),
     (3, "m0003_packages"),
+    (4, "m0004_modules"),
 )

@@ -4,6 +4,7 @@ target (the newest version of each kind and name), served, and the stores' statu
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -93,13 +94,14 @@ def list_packages(conn: sa.Connection) -> list[dict[str, Any]]:
     return [{**_row(r), "published_by": r.published_by} for r in rows]
 
 
-def for_store(conn: sa.Connection, store: str) -> list[dict[str, Any]]:
-    """The newest version of each kind and name that targets `store`."""
+def for_store(conn: sa.Connection, store: str, held: Collection[int] = ()) -> list[dict[str, Any]]:
+    """The newest version of each kind and name that targets `store`, passing over the `held` package ids (module
+    versions the canary does not serve this store: cloud_sync.modules.gate)."""
     newest: dict[tuple[str, str], dict[str, Any]] = {}
     rows = conn.execute(sa.select(*_LISTED).where(packages.c.withdrawn_at.is_(None)).order_by(packages.c.version)).all()
     for r in rows:
         targets = json.loads(r.stores)
-        if "*" in targets or store in targets:
+        if ("*" in targets or store in targets) and int(r.id) not in held:
             newest[(r.kind, r.name)] = _row(r)
     return sorted(newest.values(), key=lambda p: (p["kind"], p["name"]))
 

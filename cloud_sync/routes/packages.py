@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from cloud_sync.auth import StoreIdentity, signed_store
 from cloud_sync.errors import CloudError
 from cloud_sync.hq.auth import HqCaller, require_hq
+from cloud_sync.modules import gate
 from cloud_sync.packages import store as package_store
 
 router = APIRouter(prefix="/api/v1", tags=["packages"])
@@ -22,16 +23,28 @@ def _read(request: Request, fn: Any, *args: Any) -> Any:
         return fn(conn, *args)
 
 
+def _offered(conn: Any, store: str) -> dict[str, Any]:
+    served = gate.served_to(conn, store)
+    rows = package_store.for_store(conn, store, served.held)
+    return {"store": store, "packages": rows, "rollbacks": served.rollbacks}
+
+
 @router.get("/sync/packages", summary="Packages for this store / 本店的下发包")
 async def offered(request: Request, identity: Store) -> Any:
-    """The newest version of each kind and name published for this store (or for every store)."""
-    rows = await run_in_threadpool(_read, request, package_store.for_store, identity.store)
-    return {"store": identity.store, "packages": rows}
+    """The newest version of each kind and name published for this store (or for every store); module versions
+    only as their rollout allows, and `rollbacks` [{kind, name, version, to_version}] the store must make."""
+    return await run_in_threadpool(_read, request, _offered, identity.store)
+
+
+def _content(conn: Any, store: str, package_id: int) -> bytes:
+    if gate.is_held(conn, store, package_id):
+        raise CloudError("package_not_found", "没有这个下发包", "no such package for this store", 404, id=package_id)
+    return package_store.content(conn, store, package_id)
 
 
 @router.get("/sync/packages/{package_id}/content", summary="A package file / 下载下发包")
 async def download(request: Request, identity: Store, package_id: PackageId) -> Response:
-    data = await run_in_threadpool(_read, request, package_store.content, identity.store, package_id)
+    data = await run_in_threadpool(_read, request, _content, identity.store, package_id)
     return Response(data, media_type="application/zip")
 
 
