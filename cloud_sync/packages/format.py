@@ -59,6 +59,7 @@ class PackageKind(StrEnum):
     RULE_PACK = "rule_pack"
     MODEL = "model"
     FIRMWARE_PROFILE = "firmware_profile"
+    MODULE = "module"  # a scenario module: manifest.yaml + its Python files (docs/modules.md)
 
 
 class PackageError(DomainError):
