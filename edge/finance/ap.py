@@ -68,6 +68,7 @@ from edge.ledger.audit import append_audit
 from edge.ledger.commands import DocType, PostEntry
 from edge.ledger.errors import IdempotencyKeyReused
 from edge.ledger.posting import PostingContext, post
+from edge.rules.holds import check_not_held
 
 PO_LOOKBACK_DAYS = 365  # an invoice is matched against the supplier's POs of the year before its issue date
 OPEN_STATES = ("exception", "pending_approval", "awaiting_credit_note")
@@ -725,6 +726,8 @@ def resolve_exception(conn: sqlite3.Connection, ctx: PostingContext, request: Re
     note = request.note
     if note is not None and len(note) > 500:
         raise InvalidInvoice("说明最多 500 字", "the note is longer than 500 characters", field="note")
+    if action in (Resolution.ACCEPT, Resolution.APPROVE, Resolution.RECHECK):
+        check_not_held(conn, "invoice", invoice_id, row["invoice_no"])  # a rule's hold (docs/rules.md)
 
     def refuse(allowed: tuple[str, ...]) -> InvoiceStateError:
         return InvoiceStateError(

@@ -51,6 +51,7 @@ from edge.ledger.commands import DocType, PostDocument
 from edge.ledger.errors import IdempotencyKeyReused, InvalidCommand
 from edge.ledger.masterdata import add_supplier
 from edge.ledger.posting import Guard
+from edge.rules.holds import check_not_held
 
 DEFAULT_WARN_DAYS = (30, 7)
 MAX_TEXT = 500
@@ -1374,6 +1375,7 @@ def approve_purchase_order(
                 approved_by=approved["approved_by"],
             )
         gross = int(document["gross_fen"])
+        check_not_held(conn, "purchase_order", po_id, document["doc_no"])  # a rule's hold (docs/rules.md)
         check_purchase(conn, document["counterparty"], gross, today, threshold_fen)
         at = _iso(now) if now is not None else today.isoformat()
         conn.execute(

@@ -260,13 +260,19 @@ def test_firmware_profiles_are_validated_by_the_profile_schema(box: Box) -> None
 
 
 def test_rule_packs_of_the_documented_shape_are_stored(box: Box) -> None:
-    rules = {"rules": [{"id": "cold-alert", "when": "temp > 8", "then": [{"action": "alert", "level": "high"}]}]}
-    outcome = box.install(package("rule_pack", "cold-chain", 1, {"rules.json": json.dumps(rules).encode()}))
-    assert outcome.summary == {"rules": 1}
+    rule = {
+        "id": "cold-alert",
+        "name": {"zh": "冷库告警", "en": "cold room alert"},
+        "trigger": {"kind": "alert", "alert": "cold-room"},
+        "when": "alert.level == 'critical'",
+        "then": [{"action": "notify", "role": "quality", "message": {"zh": "冷库告警", "en": "cold room alert"}}],
+    }
+    outcome = box.install(package("rule_pack", "cold-chain", 1, {"rules.json": json.dumps({"rules": [rule]}).encode()}))
+    assert outcome.summary == {"rules": 1, "state": "active"}
     yaml_text = b"rules:\n  - id: a\n    when: x\n    then: [{action: alert}]\n  - id: a\n    when: y\n    then: []\n"
     with pytest.raises(pk.PackageContentInvalid) as err:
         box.install(package("rule_pack", "cold-chain", 2, {"rules.yaml": yaml_text}))
-    assert any("then" in p for p in err.value.detail["problems"])
+    assert any("appears twice" in p for p in err.value.detail["problems"])
 
 
 def test_every_refusal_speaks_chinese_and_english(box: Box) -> None:
