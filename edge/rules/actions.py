@@ -418,6 +418,9 @@ def _adjust_parameter(ctx: _Context, index: int, spec: Mapping[str, Any]) -> tup
     if scope == "supplier":
         subject = ctx.fact("supplier.id")
         where = "supplier = ?"
+    elif scope == "category":
+        subject = str(spec["category"])
+        where = "sku IN (SELECT sku FROM items WHERE category = ?)"
     else:
         subject = ctx.fact("item.sku") or ctx.fact("line.sku")
         where = "sku = ?"

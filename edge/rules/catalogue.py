@@ -218,6 +218,14 @@ def _check_parameter(fields: Mapping[str, Any], where: Where) -> None:
         raise _invalid(where, "目标值 to 不在 [min, max] 之内", "to lies outside [min, max]")
     if "by" in fields and abs(fields["by"]) > high - low:
         raise _invalid(where, "增减量 by 超出参数的范围", "by is larger than the parameter's whole range")
+    if scope == "category":
+        if "category" not in fields:
+            raise _invalid(
+                where, "按品类调整时请写明 category (品类编码)", "scope category needs the category (its code)"
+            )
+        return
+    if "category" in fields:
+        raise _invalid(where, "只有按品类调整时才写 category", "category goes only with scope category")
     if scope not in where.namespaces:
         raise _invalid(
             where,

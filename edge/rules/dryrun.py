@@ -42,10 +42,12 @@ from edge.rules.signals import (
     INVOICE_REGISTERED,
     LEAD_TIME_CHANGED,
     PAPER_EXPIRING,
+    WEATHER_FORECAST,
     SignalPolicy,
     invoice_event,
     lead_time_facts,
     paper_event,
+    weather_event,
 )
 
 MAX_DAYS = 366
@@ -184,7 +186,22 @@ def _events(
         return _papers(conn, since, until, tz)
     if kind == "signal" and key == LEAD_TIME_CHANGED:
         return _lead_times(conn, since, until, tz, policy)
+    if kind == "signal" and key == WEATHER_FORECAST:
+        return _forecasts(conn, since, until, tz)
     return None
+
+
+def _forecasts(conn: sqlite3.Connection, since: date, until: date, tz: ZoneInfo) -> Iterator[Event]:
+    """Each forecast pushed in the window for its push day or later, as the running box raised it then."""
+    rows = conn.execute(
+        "SELECT w.id, w.location, w.date, w.temp_max_c, w.temp_min_c, w.rain_mm, b.received_at FROM signal_weather w"
+        " JOIN signal_batches b ON b.id = w.batch_id ORDER BY w.id"
+    ).fetchall()
+    for row in rows:
+        at = datetime.fromisoformat(row["received_at"])
+        pushed = at.astimezone(tz).date()
+        if since <= pushed <= until and row["date"] >= pushed.isoformat():
+            yield weather_event(row, pushed, at)
 
 
 def _ledger(conn: sqlite3.Connection, doc_type: str, since: date, until: date) -> Iterator[Event]:

@@ -7,6 +7,9 @@
   deliveries.
 - `invoice.registered`: a purchase invoice was entered (matched or not). Facts `invoice` (price difference summed
   over the match's price_difference reasons; basis points of the expected amount) and `supplier`.
+- `weather.forecast`: a weather forecast was pushed (edge/replenishment signals, table signal_weather) for today or
+  a later day. Facts `weather`: date, days_ahead, temp_min_c, temp_max_c, rain_mm, location (a frost rule reads
+  `weather.temp_min_c < 0 and weather.days_ahead <= 2`).
 - `paper.expiring`: a supplier paper alert was recorded (30 and 7 days before the end date, and when expired:
   edge/finance/compliance.py `due_expiry_alerts`). Facts `paper`, `supplier`.
 
@@ -29,6 +32,7 @@ from edge.rules.engine import Event, signal_event, supplier_facts
 LEAD_TIME_CHANGED = "supplier.lead_time_changed"
 INVOICE_REGISTERED = "invoice.registered"
 PAPER_EXPIRING = "paper.expiring"
+WEATHER_FORECAST = "weather.forecast"
 FIRST_LOOK_DAYS = 1
 
 
@@ -51,6 +55,7 @@ def detect_signals(conn: sqlite3.Connection, today: date, now: datetime, policy:
         *lead_time_signals(conn, today, now, policy),
         *invoice_signals(conn, now),
         *paper_signals(conn, today, now),
+        *weather_signals(conn, today, now),
     ]
 
 
@@ -207,3 +212,39 @@ def paper_signals(conn: sqlite3.Connection, today: date, now: datetime) -> list[
     events = [e for alert_id in ids if (e := paper_event(conn, alert_id, today, now))]
     _set_watermark(conn, PAPER_EXPIRING, max(top, last or 0), now)
     return events
+
+
+def weather_signals(conn: sqlite3.Connection, today: date, now: datetime) -> list[Event]:
+    """One `weather.forecast` per forecast row pushed since the last look, for today or later."""
+    last = _watermark(conn, WEATHER_FORECAST)
+    top = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM signal_weather").fetchone()[0])
+    if last is None:  # first look: only what is still ahead, not the whole history
+        last = int(
+            conn.execute(
+                "SELECT COALESCE(MIN(id) - 1, ?) FROM signal_weather WHERE date >= ? AND id > ?",
+                (top, today.isoformat(), top - 1000),
+            ).fetchone()[0]
+        )
+    rows = conn.execute(
+        "SELECT id, location, date, temp_max_c, temp_min_c, rain_mm FROM signal_weather"
+        " WHERE id > ? AND date >= ? ORDER BY id",
+        (last, today.isoformat()),
+    ).fetchall()
+    events = [weather_event(row, today, now) for row in rows]
+    _set_watermark(conn, WEATHER_FORECAST, max(top, last), now)
+    return events
+
+
+def weather_event(row: sqlite3.Row, today: date, at: datetime) -> Event:
+    """The `weather.forecast` signal of one signal_weather row, seen on `today`."""
+    facts = {
+        "weather": {
+            "date": row["date"],
+            "days_ahead": (date.fromisoformat(row["date"]) - today).days,
+            "temp_min_c": float(row["temp_min_c"]),
+            "temp_max_c": float(row["temp_max_c"]),
+            "rain_mm": float(row["rain_mm"]),
+            "location": row["location"] or "",
+        }
+    }
+    return signal_event(WEATHER_FORECAST, f"weather-{int(row['id'])}", at, facts, row["date"])

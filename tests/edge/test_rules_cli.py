@@ -137,7 +137,7 @@ def test_the_built_in_packs_are_installed_once(data_dir: Path) -> None:
     code, out, err = storebox(data_dir, "install-builtin")
     assert code == 0, err
     results = [json.loads(line) for line in out.splitlines()]
-    assert len(results) == 4 and all(r["installed"] for r in results)
+    assert len(results) == 5 and all(r["installed"] for r in results)
     code, out, _ = storebox(data_dir, "install-builtin", "papers-escalation")
     assert [json.loads(line)["installed"] for line in out.splitlines()] == [False]
     code, out, _ = storebox(data_dir, "packs")
@@ -146,6 +146,7 @@ def test_the_built_in_packs_are_installed_once(data_dir: Path) -> None:
         "channel-return-flows",
         "price-difference-hold",
         "papers-escalation",
+        "weather-response",
     }
     code, _, err = storebox(data_dir, "install-builtin", "nope")
     assert code == 2 and "no such built-in rule pack" in err

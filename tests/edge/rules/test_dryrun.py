@@ -131,3 +131,31 @@ def test_a_stored_version_loads_for_a_dry_run(db: RulesDB) -> None:
     assert loaded is not None and loaded.version == 1 and loaded.trigger_key == "customer_return"
     assert load_rule_version(db.conn, "no-such-rule") is None
     assert load_rule_version(db.conn, "returns.supplier-claim", 9) is None
+
+
+def test_a_dry_run_replays_the_forecasts_pushed_in_the_window(db: RulesDB) -> None:
+    from edge.replenishment.signal_formats import validate_records
+    from edge.replenishment.signals import record_signals, to_domain
+
+    def push(key: str, pushed_days_ago: int, low: float) -> None:
+        at = db.now - timedelta(days=pushed_days_ago)
+        day = (at + timedelta(days=1)).date().isoformat()
+        records = to_domain(
+            "weather", validate_records("weather", [{"date": day, "temp_max_c": 9, "temp_min_c": low, "rain_mm": 0}])
+        )
+        db.run(record_signals, "weather", records, key, "tester", at, at.date())
+
+    push("old", 20, -5.0)  # outside the window
+    push("mild", 3, 2.0)
+    push("frost", 1, -4.0)
+    document = {
+        "id": "frost",
+        "name": {"zh": "霜冻", "en": "frost"},
+        "trigger": {"kind": "signal", "name": "weather.forecast"},
+        "when": "weather.temp_min_c < 0 and weather.days_ahead <= 2",
+        "then": [{"action": "notify", "role": "manager", "message": {"zh": "{weather.date} 霜冻", "en": "frost"}}],
+    }
+    result = run(db, document, 7)
+    assert result.replayable and result.events == 2 and result.firings == 1
+    assert result.samples[0]["facts"]["weather"]["days_ahead"] == 1
+    assert result.samples[0]["actions"][0]["message"].endswith("霜冻")

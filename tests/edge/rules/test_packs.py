@@ -225,6 +225,7 @@ def test_built_in_packs_install_once_and_are_all_valid(box: Box) -> None:
         "channel-return-flows",
         "price-difference-hold",
         "papers-escalation",
+        "weather-response",
     }
     first = box.run(packs.install_builtin, "system", T0)
     assert all(r["installed"] for r in first)
@@ -238,6 +239,7 @@ def test_built_in_packs_install_once_and_are_all_valid(box: Box) -> None:
         "channel-return-flows.late-delivery",
         "price-difference-hold.invoice-price-gap",
         "papers-escalation.expiring-within-a-week",
+        "weather-response.frost",
     } == ids
     origins = {r["origin"] for r in box.read(store.list_rules)}
     assert origins == {f"builtin:{p.name}@{p.version}" for p in shipped}
@@ -445,3 +447,43 @@ def test_shipped_papers_escalation_opens_a_ticket_tells_the_manager_and_queues_a
     assert notice["role"] == "manager"
     [email] = ledger.rows("SELECT recipients, subject, state FROM rule_emails")
     assert json.loads(email["recipients"]) == ["buyer@store.example"] and email["state"] == "queued"
+
+
+def test_shipped_frost_rule_raises_fresh_safety_stock_mails_the_partner_and_proposes_a_presale(ledger: Any) -> None:
+    from edge.ledger import masterdata as md
+    from edge.rules.engine import signal_event
+
+    def setup(conn: Any) -> None:
+        md.add_category(conn, "fresh", "生鲜", "Fresh produce", "chilled")
+        md.add_supplier(conn, "sup-veg", "绿源蔬菜")
+        md.add_item(conn, "FR0001", "大白菜", base_unit="g", category="fresh", price_fen=1, cost_fen=1)
+        conn.execute(
+            "INSERT INTO item_suppliers (sku, supplier, unit, pack, service_level, updated_at, updated_by)"
+            " VALUES ('FR0001', 'sup-veg', 'g', 1000, 0.9, ?, 'test')",
+            (ledger.now.isoformat(),),
+        )
+
+    ledger.run(setup)
+
+    def forecast(low: float, days_ahead: int, key: str) -> Any:
+        facts = {"weather": {"date": "2026-11-22", "days_ahead": days_ahead, "temp_min_c": low, "temp_max_c": 6.0}}
+        return signal_event("weather.forecast", key, ledger.now, facts, "2026-11-22")
+
+    routes = {"processing_partner": ("orders@partner.example",)}
+    assert fire_event(ledger, forecast(2.0, 1, "mild"), email_routes=routes) == []
+    assert fire_event(ledger, forecast(-3.0, 5, "far"), email_routes=routes) == []
+    (result,) = fire_event(ledger, forecast(-3.0, 1, "frost"), email_routes=routes)
+    assert result.state == "done", result
+    assert [(a.action, a.state) for a in result.actions] == [
+        ("adjust_parameter", "done"),
+        ("send_email", "queued"),
+        ("create_draft", "done"),
+    ]
+    fresh = ledger.value("SELECT service_level FROM item_suppliers WHERE sku = 'FR0001'")
+    assert fresh == pytest.approx(0.93)
+    others = {r["sku"]: r["service_level"] for r in ledger.rows("SELECT sku, service_level FROM item_suppliers")}
+    assert others["COLA"] == pytest.approx(0.95)  # not fresh produce: untouched
+    [email] = ledger.rows("SELECT recipients, subject, body FROM rule_emails")
+    assert json.loads(email["recipients"]) == ["orders@partner.example"] and "-3" in email["body"]
+    [draft] = ledger.rows("SELECT kind, subject, rule_id, state FROM rule_drafts")
+    assert draft == {"kind": "presale", "subject": "FR0001", "rule_id": "weather-response.frost", "state": "open"}

@@ -156,3 +156,28 @@ def test_an_expiring_paper_is_signalled_once_per_alert(db: RulesDB) -> None:
         "days_left": 5,
     }
     assert db.run(signals.paper_signals, today, db.now) == []
+
+
+def push_weather(db: RulesDB, key: str, days: list[tuple[str, float]]) -> None:
+    from edge.replenishment.signal_formats import validate_records
+    from edge.replenishment.signals import record_signals, to_domain
+
+    raw = [{"date": day, "temp_max_c": low + 8, "temp_min_c": low, "rain_mm": 0} for day, low in days]
+    records = to_domain("weather", validate_records("weather", raw))
+    db.run(record_signals, "weather", records, key, "tester", db.now, db.now.date())
+
+
+def test_each_weather_forecast_pushed_for_today_or_later_is_signalled_once(db: RulesDB) -> None:
+    today = db.now.date()
+    day = (today + timedelta(days=1)).isoformat()
+    push_weather(db, "w0", [(today.isoformat(), 4.0)])
+    first = [e for e in detect(db) if e.name == signals.WEATHER_FORECAST]
+    assert [e.facts["weather"]["days_ahead"] for e in first] == [0]  # the first look takes what is still ahead
+    push_weather(db, "w1", [(day, -3.0), ((today + timedelta(days=2)).isoformat(), 1.0)])
+    found = [e for e in detect(db) if e.name == signals.WEATHER_FORECAST]
+    assert [(e.facts["weather"]["days_ahead"], e.facts["weather"]["temp_min_c"]) for e in found] == [
+        (1, -3.0),
+        (2, 1.0),
+    ]
+    assert found[0].subject == day
+    assert [e for e in detect(db) if e.name == signals.WEATHER_FORECAST] == []  # once each

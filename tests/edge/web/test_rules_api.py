@@ -285,6 +285,7 @@ async def test_built_in_packs_are_listed_and_their_rules_change_only_with_the_pa
         "channel-return-flows",
         "price-difference-hold",
         "papers-escalation",
+        "weather-response",
     }
     assert all(p["in_force"] and p["source"] == "builtin" and not p["signed"] for p in listed)
     rule_id = "supplier-delay-response.lead-time-growth"
