@@ -13,11 +13,13 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from edge.rules import governance, holds, packs, store
+from edge.rules import drafts, governance, holds, packs, store
 from edge.rules.catalogue import actions
 from edge.rules.facts import catalogue
+from edge.security.errors import PermissionDenied
+from edge.security.roles import has_permission
 from edge.security.users import User
-from edge.web.deps import Deps, Reader, require
+from edge.web.deps import Deps, Reader, read, require
 from edge.web.errors import error_responses
 
 MAX_ID = 2**63 - 1
@@ -28,6 +30,7 @@ router = APIRouter(prefix="/api/v1", tags=["rules"], responses=error_responses(4
 RuleId = Annotated[str, Path(pattern=RULE_ID, description="the rule's id")]
 HoldId = Annotated[int, Path(ge=1, le=MAX_ID, description="the hold's id")]
 TicketId = Annotated[int, Path(ge=1, le=MAX_ID, description="the rule ticket's id")]
+DraftId = Annotated[int, Path(ge=1, le=MAX_ID, description="the rule draft's id")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 WRITE_RESPONSES = error_responses(404, 409, 422, 503)
@@ -209,6 +212,28 @@ class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str = Field(min_length=1, max_length=500)
+
+
+class OptionalNoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(None, max_length=500)
+
+
+class DraftOut(BaseModel):
+    id: int
+    kind: Literal["purchase_order", "transfer_request", "presale", "markdown"]
+    payload: dict[str, Any]
+    subject: str | None
+    rule_id: str
+    version: int
+    firing_id: int | None
+    action_id: int | None
+    state: Literal["open", "confirmed", "dismissed"]
+    created_at: str
+    decided_by: str | None
+    decided_at: str | None
+    document_id: int | None
 
 
 class ResolutionIn(BaseModel):
@@ -641,6 +666,57 @@ async def close_rule_ticket(
 ) -> Any:
     """Closed with a resolution; audited with the rule's id and version."""
     return await deps.writer.execute(store.close_ticket, ticket_id, body.resolution, user.username, deps.clock())
+
+
+@router.get("/rule-drafts", response_model=list[DraftOut], summary="Drafts rules proposed / 规则草稿")
+def list_rule_drafts(
+    reader: Reader,
+    user: Annotated[User, require("rules:read")],
+    state: Annotated[Literal["open", "confirmed", "dismissed"] | None, Query()] = None,
+    kind: Annotated[Literal["purchase_order", "transfer_request", "presale", "markdown"] | None, Query()] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:
+    """Drafts (purchase orders, transfer requests, presales, markdowns) rules and modules proposed, newest first."""
+    return drafts.list_drafts(reader, state=state, kind=kind, limit=limit, offset=offset)
+
+
+@router.post(
+    "/rule-drafts/{draft_id}/confirm",
+    response_model=DraftOut,
+    responses=error_responses(403, 404, 409, 422, 503),
+    summary="Confirm a rule draft / 确认规则草稿",
+)
+async def confirm_rule_draft(
+    draft_id: DraftId,
+    deps: Deps,
+    user: Annotated[User, require("rules:act")],
+    body: Annotated[OptionalNoteIn | None, Body()] = None,
+) -> Any:
+    """A purchase order draft posts its PO (and needs `documents:write:purchase_order` too); the other kinds record
+    the decision. A draft is decided once: a second confirm is refused (409 `rule_draft_invalid`)."""
+    draft = await read(deps, drafts.get_draft, draft_id)
+    if draft["kind"] == "purchase_order" and not has_permission(user.role, "documents:write:purchase_order"):
+        raise PermissionDenied("documents:write:purchase_order", user.role)
+    note = body.note if body is not None else None
+    return await deps.writer.execute_posting(drafts.confirm_draft, draft_id, user.username, note)
+
+
+@router.post(
+    "/rule-drafts/{draft_id}/dismiss",
+    response_model=DraftOut,
+    responses=WRITE_RESPONSES,
+    summary="Dismiss a rule draft / 驳回规则草稿",
+)
+async def dismiss_rule_draft(
+    draft_id: DraftId,
+    deps: Deps,
+    user: Annotated[User, require("rules:act")],
+    body: Annotated[OptionalNoteIn | None, Body()] = None,
+) -> Any:
+    """Dismissed with an optional note; audited with the rule's id and version."""
+    note = body.note if body is not None else None
+    return await deps.writer.execute(drafts.dismiss_draft, draft_id, user.username, deps.clock(), note)
 
 
 @router.get("/rule-packs", response_model=list[PackOut], summary="Rule packs / 规则包")

@@ -357,6 +357,52 @@ async def test_holds_are_released_by_someone_other_than_the_author_and_tickets_c
     assert [a for a, _, _ in audit_actions(box, f"rule_ticket:{ticket}")] == ["rule_ticket.close"]
 
 
+def seed_drafts(box: Box) -> tuple[int, int]:
+    """A purchase order draft and a presale draft, as the create_draft action writes them."""
+    conn = connect(box.db_path)
+    try:
+        conn.execute("BEGIN")
+        ids = []
+        for kind, payload in (
+            ("purchase_order", {"sku": "COLA", "base_unit": "piece", "supplier": "sup-1", "base_qty": 24}),
+            ("presale", {"sku": "COLA", "base_unit": "piece", "note": "霜冻预售", "note_en": "frost presale"}),
+        ):
+            ids.append(
+                conn.execute(
+                    "INSERT INTO rule_drafts (kind, payload, subject, rule_id, version, created_at)"
+                    " VALUES (?, ?, 'COLA', 'weather-response.frost', 1, '2024-06-01T00:00:00+00:00')",
+                    (kind, json.dumps(payload, ensure_ascii=False)),
+                ).lastrowid
+            )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return int(ids[0] or 0), int(ids[1] or 0)
+
+
+async def test_a_purchase_order_draft_is_confirmed_into_a_po_once_and_a_presale_dismissed(box: Box) -> None:
+    order, presale = seed_drafts(box)
+    listed = (await call(box, "GET", "/rule-drafts", Role.AUDITOR, params={"state": "open"})).json()
+    assert {d["id"] for d in listed} >= {order, presale}
+    # the accountant may act on rule outputs but may not raise purchase orders
+    denied = await call(box, "POST", f"/rule-drafts/{order}/confirm", Role.ACCOUNTANT, json={})
+    assert denied.status_code == 403 and denied.json()["code"] == "permission_denied"
+    confirmed = await call(box, "POST", f"/rule-drafts/{order}/confirm", Role.PURCHASER, json={"note": "ok"})
+    assert confirmed.status_code == 200, confirmed.text
+    body = confirmed.json()
+    assert (body["state"], body["decided_by"]) == ("confirmed", "purchaser") and body["document_id"]
+    document = (await call(box, "GET", f"/documents/{body['document_id']}")).json()
+    assert document["type"] == "purchase_order" and document["counterparty"] == "sup-1"
+    assert [(line["sku"], line["qty_base"]) for line in document["lines"]] == [("COLA", 24)]
+    again = await call(box, "POST", f"/rule-drafts/{order}/confirm", Role.MANAGER, json={})
+    assert again.status_code == 409 and again.json()["code"] == "rule_draft_invalid"
+    dismissed = await call(box, "POST", f"/rule-drafts/{presale}/dismiss", Role.MANAGER, json={"note": "not now"})
+    assert dismissed.status_code == 200 and dismissed.json()["state"] == "dismissed"
+    assert (await call(box, "POST", "/rule-drafts/999999/dismiss", Role.MANAGER, json={})).status_code == 404
+    assert [a for a, _, _ in audit_actions(box, f"rule_draft:{order}")] == ["rule_draft.confirm"]
+    assert [a for a, _, _ in audit_actions(box, f"rule_draft:{presale}")] == ["rule_draft.dismiss"]
+
+
 async def test_firings_list_empty_for_a_new_rule_and_unknown_rules_404(box: Box) -> None:
     await call(box, "POST", "/rules", json=LEAD_TIME_RULE)
     assert (await call(box, "GET", "/rules/lead-time-growth/firings")).json() == []
