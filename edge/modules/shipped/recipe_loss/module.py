@@ -1,0 +1,303 @@
+"""Recipe loss for a prepared-food counter (熟食档损耗): dishes sold explode through their bill of materials into the
+ingredients they used; a stock count's shortfall beyond that use, and beyond a tolerance, is loss to look into.
+
+Ingredients are not taken out of stock dish by dish: their count (盘点) brings the book down to what is left, so a
+count's difference is the ingredients used plus what was lost. For each ingredient counted, the module takes the
+dishes that left the counter since the ingredient's previous count (sold, less returns, plus dishes written off:
+made and thrown away), multiplies them by `recipes.csv` (dish_sku, ingredient_sku, qty_base_units per dish) and
+flags the rest of the shortfall when it is above `tolerance_share` of that use plus `count_tolerance_share` of
+the quantity counted (portioning and counting are not exact). A flag opens a ticket and notifies the manager; it is
+judged at the ingredient's next count: confirmed unless at least `reappear_share` of the flagged loss turns up again
+as a gain (the first count missed stock that was there).
+
+A plain Python module run by the module host's worker (docs/modules.md): it reads the box database through
+`ctx.db` (read-only) and imports nothing of the box.
+"""
+
+import csv
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+MODULE = "recipe-loss"
+RECIPES_FILE = Path(__file__).resolve().parent / "recipes.csv"
+DEFAULTS: dict[str, Any] = {
+    "tolerance_share": 0.06,  # of the ingredient's theoretical use in the period
+    "count_tolerance_share": 0.02,  # of the quantity counted
+    "min_loss_units": 0,  # never flag less than this many base units
+    "reappear_share": 0.5,  # judged wrong when this share of the loss shows up again at the next count
+    "recount_days": 7,  # ask the judge from this many days after the flag (the next weekly count)
+    "scan_days": 3,  # on a schedule tick: counts posted in the last days not yet looked at
+    "queue": "quality",
+    "role": "manager",
+    "recipes": None,  # optional [[dish_sku, ingredient_sku, qty], ...] instead of recipes.csv
+}
+# Documents after which dishes are gone from the counter (made and used): sales less returns, write-offs, gifts.
+DISH_OUT_TYPES = ("sale", "customer_return", "write_off", "gift_out")
+
+
+class Ctx:
+    """What the worker's ModuleContext provides (for type hints only)."""
+
+    db: sqlite3.Connection
+    today: date
+    store_id: str
+    params: Mapping[str, Any]
+
+    def log(self, msg: object) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CountCheck:
+    """One ingredient at one count: its use since the previous count and what is left unexplained."""
+
+    sku: str
+    name: str
+    document_id: int
+    doc_no: str
+    business_date: str
+    previous_id: int
+    counted: int
+    difference: int  # counted minus book (negative: short)
+    use: float  # theoretical use from the dishes
+    loss: float  # -difference - use (negative: more found than the dishes explain)
+    tolerance: float
+    value_fen: int  # of the shortfall, at book cost
+
+    @property
+    def flagged(self) -> bool:
+        return self.loss > self.tolerance
+
+
+def params_of(ctx: Ctx) -> dict[str, Any]:
+    return {**DEFAULTS, **dict(ctx.params or {})}
+
+
+def load_recipes(rows: Iterable[Any] | None = None) -> dict[str, dict[str, float]]:
+    """Bill of materials: ingredient SKU -> {dish SKU: base units per dish}. From `rows` when given (the param),
+    else recipes.csv next to this file. Refuses a malformed row with the row number."""
+    if rows is None:
+        with RECIPES_FILE.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not {"dish_sku", "ingredient_sku", "qty_base_units"} <= set(
+                reader.fieldnames
+            ):
+                raise ValueError("recipes.csv needs the columns dish_sku, ingredient_sku, qty_base_units")
+            rows = [(r["dish_sku"], r["ingredient_sku"], r["qty_base_units"]) for r in reader]
+    bom: dict[str, dict[str, float]] = {}
+    for n, row in enumerate(rows, start=1):
+        if not isinstance(row, list | tuple) or len(row) != 3:
+            raise ValueError(f"recipe row {n}: expected dish_sku, ingredient_sku, qty_base_units")
+        dish, ingredient, qty_text = (str(v).strip() for v in row)
+        try:
+            qty = float(qty_text)
+        except ValueError:
+            raise ValueError(f"recipe row {n}: quantity {qty_text!r} is not a number") from None
+        if not dish or not ingredient or not qty > 0 or qty > 1e7:
+            raise ValueError(f"recipe row {n}: needs a dish, an ingredient and a quantity above 0")
+        if dish == ingredient:
+            raise ValueError(f"recipe row {n}: a dish cannot be its own ingredient")
+        uses = bom.setdefault(ingredient, {})
+        uses[dish] = uses.get(dish, 0.0) + qty
+    return bom
+
+
+# --- handle ------------------------------------------------------------------------------------------------------
+
+
+def handle(ctx: Ctx, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A count line posted (ledger:stocktake): check that ingredient at that count. A schedule tick: check every
+    ingredient line of the counts of the last `scan_days` days (a count posted while the module was off)."""
+    p = params_of(ctx)
+    bom = load_recipes(p["recipes"])
+    facts = event.get("facts") or {}
+    targets: list[tuple[int, str]] = []
+    if str(event.get("kind", "")).split(":")[0] == "ledger":  # {"kind": "ledger", "name": "stocktake", ...}
+        doc, line = facts.get("document") or {}, facts.get("line") or {}
+        if doc.get("type", "stocktake") == "stocktake" and line.get("sku") in bom and doc.get("id") is not None:
+            targets.append((int(doc["id"]), str(line["sku"])))
+    else:
+        since = (ctx.today - timedelta(days=int(p["scan_days"]))).isoformat()
+        rows = ctx.db.execute(
+            "SELECT DISTINCT d.id, dl.sku FROM documents d JOIN document_lines dl ON dl.document_id = d.id"
+            " WHERE d.type = 'stocktake' AND d.business_date >= ? AND dl.sku IN (SELECT value FROM json_each(?))"
+            " ORDER BY d.id",
+            (since, json.dumps(sorted(bom))),
+        ).fetchall()
+        targets.extend((int(r[0]), str(r[1])) for r in rows)
+    proposals: list[dict[str, Any]] = []
+    for document_id, sku in targets:
+        key = f"count:{document_id}:{sku}"
+        if already_decided(ctx.db, key):
+            continue
+        check = check_count(ctx.db, document_id, sku, bom[sku], p)
+        if check is None or not check.flagged:
+            continue
+        proposals.extend(propose(ctx, check, key, p))
+    return proposals
+
+
+def check_count(
+    conn: sqlite3.Connection, document_id: int, sku: str, dishes: Mapping[str, float], p: Mapping[str, Any]
+) -> CountCheck | None:
+    """The ingredient `sku` at count `document_id` against its previous count; None when it has none (the first
+    count only sets the book) or the count was reversed."""
+    doc = conn.execute(
+        "SELECT d.id, d.doc_no, d.business_date, d.type FROM documents d WHERE d.id = ? AND d.type = 'stocktake'"
+        " AND NOT EXISTS (SELECT 1 FROM documents r WHERE r.reverses_id = d.id)",
+        (document_id,),
+    ).fetchone()
+    if doc is None:
+        return None
+    counted = conn.execute(
+        "SELECT SUM(qty_base) FROM document_lines WHERE document_id = ? AND sku = ?", (document_id, sku)
+    ).fetchone()[0]
+    if counted is None:
+        return None
+    previous = conn.execute(
+        "SELECT MAX(d.id) FROM documents d JOIN document_lines dl ON dl.document_id = d.id"
+        " WHERE d.type = 'stocktake' AND d.id < ? AND dl.sku = ?"
+        " AND NOT EXISTS (SELECT 1 FROM documents r WHERE r.reverses_id = d.id)",
+        (document_id, sku),
+    ).fetchone()[0]
+    if previous is None:
+        return None
+    moved = conn.execute(
+        "SELECT COALESCE(SUM(qty), 0), COALESCE(SUM(value_fen), 0) FROM stock_moves WHERE document_id = ? AND sku = ?",
+        (document_id, sku),
+    ).fetchone()
+    use = theoretical_use(conn, int(previous), document_id, dishes)
+    difference = int(moved[0])
+    loss = -difference - use
+    tolerance = (
+        float(p["tolerance_share"]) * use
+        + float(p["count_tolerance_share"]) * int(counted)
+        + float(p["min_loss_units"])
+    )
+    name = conn.execute("SELECT name FROM items WHERE sku = ?", (sku,)).fetchone()
+    unit_value = abs(int(moved[1])) / abs(difference) if difference else 0.0
+    return CountCheck(
+        sku=sku,
+        name=str(name[0]) if name else sku,
+        document_id=document_id,
+        doc_no=str(doc["doc_no"]),
+        business_date=str(doc["business_date"]),
+        previous_id=int(previous),
+        counted=int(counted),
+        difference=difference,
+        use=use,
+        loss=loss,
+        tolerance=tolerance,
+        value_fen=round(max(loss, 0.0) * unit_value),
+    )
+
+
+def theoretical_use(conn: sqlite3.Connection, after_id: int, up_to_id: int, dishes: Mapping[str, float]) -> float:
+    """Base units of the ingredient the dishes that left the counter in documents (after_id, up_to_id] used: each
+    dish sold, given or written off, less each returned; a reversed one did not happen."""
+    if not dishes:
+        return 0.0
+    types = json.dumps(list(DISH_OUT_TYPES))
+    rows = conn.execute(
+        "SELECT m.sku, -SUM(m.qty) FROM stock_moves m JOIN documents d ON d.id = m.document_id"
+        " LEFT JOIN documents o ON o.id = d.reverses_id"
+        " WHERE m.document_id > ? AND m.document_id <= ? AND m.sku IN (SELECT value FROM json_each(?))"
+        " AND (d.type IN (SELECT value FROM json_each(?)) OR (d.type = 'reversal' AND o.type IN"
+        " (SELECT value FROM json_each(?))))"
+        " GROUP BY m.sku",
+        (after_id, up_to_id, json.dumps(sorted(dishes)), types, types),
+    ).fetchall()
+    return float(sum(dishes[str(r[0])] * int(r[1]) for r in rows))
+
+
+def already_decided(conn: sqlite3.Connection, key: str) -> bool:
+    try:
+        row = conn.execute("SELECT 1 FROM module_decisions WHERE module = ? AND key = ? LIMIT 1", (MODULE, key))
+        return row.fetchone() is not None
+    except sqlite3.OperationalError:  # a database without the module host's tables (a bare test DB)
+        return False
+
+
+def propose(ctx: Ctx, check: CountCheck, key: str, p: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A ticket for the counter's loss (carrying the decision) and a notice to the manager."""
+    loss = round(check.loss)
+    share = check.loss / check.use if check.use > 0 else 1.0
+    yuan = check.value_fen / 100
+    ticket: dict[str, Any] = {
+        "action": "open_ticket",
+        "queue": str(p["queue"]),
+        "subject": check.sku,
+        "title": {
+            "zh": f"熟食档损耗: {check.name} 盘点 {check.doc_no} 短少 {loss}"
+            f" (超出配方用量 {share:.0%}, 约 {yuan:.2f} 元)",
+            "en": f"counter loss: {check.sku} at count {check.doc_no} is {loss} short beyond recipe use"
+            f" ({share:.0%} of it, about {yuan:.2f} yuan)",
+        },
+        "decision": {
+            "key": key,
+            "subject": check.sku,
+            "predicted": {
+                "outcome": "loss",
+                "sku": check.sku,
+                "document_id": check.document_id,
+                "loss": round(check.loss, 1),
+                "use": round(check.use, 1),
+                "tolerance": round(check.tolerance, 1),
+                "decided_on": ctx.today.isoformat(),
+            },
+            "check_on": (ctx.today + timedelta(days=int(p["recount_days"]))).isoformat(),
+        },
+    }
+    notice = {
+        "action": "notify",
+        "role": str(p["role"]),
+        "message": {
+            "zh": f"熟食档 {check.name} 盘点短少 {-check.difference}, 按配方应用 {round(check.use)},"
+            f" 多出损耗 {loss} (容差 {round(check.tolerance)}); 请复盘并查找原因",
+            "en": f"counter: {check.sku} counted {-check.difference} short, recipes explain {round(check.use)};"
+            f" {loss} lost beyond a tolerance of {round(check.tolerance)}: recount and look into it",
+        },
+    }
+    return [ticket, notice]
+
+
+# --- judge -------------------------------------------------------------------------------------------------------
+
+
+def predicted_of(decision: Mapping[str, Any]) -> dict[str, Any]:
+    value = decision.get("predicted")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def judge(ctx: Ctx, decision: Mapping[str, Any]) -> bool | None:
+    """At the ingredient's next count: True when the loss held (less than `reappear_share` of it came back as a
+    gain), False when the stock turned up again (the flagged count was short by a counting error); None until
+    the next count is posted."""
+    p = params_of(ctx)
+    predicted = predicted_of(decision)
+    sku, document_id, loss = predicted.get("sku"), predicted.get("document_id"), predicted.get("loss")
+    if not sku or document_id is None or loss is None:
+        return None
+    bom = load_recipes(p["recipes"])
+    following = ctx.db.execute(
+        "SELECT MIN(d.id) FROM documents d JOIN document_lines dl ON dl.document_id = d.id"
+        " WHERE d.type = 'stocktake' AND d.id > ? AND dl.sku = ?"
+        " AND NOT EXISTS (SELECT 1 FROM documents r WHERE r.reverses_id = d.id)",
+        (int(document_id), str(sku)),
+    ).fetchone()[0]
+    if following is None:
+        return None
+    check = check_count(ctx.db, int(following), str(sku), bom.get(str(sku), {}), p)
+    if check is None:
+        return None
+    reappeared = max(-check.loss, 0.0)
+    return reappeared < float(p["reappear_share"]) * float(loss)
