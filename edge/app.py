@@ -195,7 +195,47 @@ class StoreBox:
             )
         )
         # --- issue 8: low-code rules (docs/rules.md); the rules helper fills this block ---
+        from edge.rules.runtime import build_rules_runtime, wire_ingest
+
+        # Active rules on posted documents, device events, alerts, schedules and signals; their notifications on
+        # MQTT alert/rule and e-mails by SMTP (docs/rules-runtime.md). Cancelled in stop() before the writer closes.
+        self.rule_engine = build_rules_runtime(
+            self.settings, self.writer, self.broker, self.open_reader, self.clock, self.registry
+        )
+        self.writer.add_listener(self.rule_engine.on_postings)
+        self.broker.taps.append(self.rule_engine.on_bus)
+        wire_ingest(self.ingest, self.rule_engine)
+        self._background.append(asyncio.create_task(self.rule_engine.run(), name="rules"))
         # --- issue 8: scenario modules (docs/modules.md); the module-host helper fills this block ---
+        # Each enabled module in its own worker process with its budgets; postings and the box's alerts reach it
+        # through a bounded queue (a full queue drops, never blocks ingest). The host follows the `modules` table,
+        # so installs, upgrades, rollbacks and switches (API, CLI, signed packages) apply without a restart.
+        self.modules: Any = None
+        if self.settings.modules_enabled:
+            from edge.modules.host import build_module_host, install_shipped, modules_dir_of
+
+            if demo:
+                now = self.clock().isoformat()
+
+                def demo_transact(fn: Callable[..., Any], *args: Any) -> Any:
+                    assert loop is not None
+                    return asyncio.run_coroutine_threadsafe(self.writer.execute(fn, *args), loop).result()
+
+                loop = asyncio.get_running_loop()
+                await asyncio.to_thread(
+                    install_shipped, modules_dir_of(self.settings), demo_transact, now, actor="demo"
+                )
+            self.modules = build_module_host(
+                self.settings, self.writer, self.broker, self.open_reader, self.clock, self.registry
+            )
+            rule_engine = getattr(self, "rule_engine", None)
+            if rule_engine is not None:  # the same events the rules see (ledger, bus, alert, signal)
+                rule_engine.subscribe(self.modules.on_event)
+                self.modules.signal_sink = rule_engine.submit  # signals a module's emit_signal raises
+            else:
+                self.writer.add_listener(self.modules.on_postings)
+                self.broker.taps.append(self.modules.on_bus)
+            self._background.append(asyncio.create_task(self.modules.run(), name="modules"))
         # --- issue 6: sync with the aggregator: outbox upload, transfers and packages pulled (docs/sync.md) ---
         self.sync: Any = None
         if self.settings.sync_url is not None:
@@ -206,6 +246,8 @@ class StoreBox:
         self.api = self.build_api()
         self.api.state.planner = self.planner
         self.api.state.sync = self.sync
+        self.api.state.rules_runtime = self.rule_engine  # issue 8: the rules' dry run (docs/rules.md)
+        self.api.state.modules = self.modules  # issue 8: the module host, for /api/v1/modules (docs/modules.md)
         # --- issue 7: the live page. Postings and what the box publishes on its bus reach open pages (docs/web.md).
         from edge.web.pages.live import LiveHub, status_state
 

@@ -333,8 +333,95 @@ class Settings(BaseSettings):
         None, description="HQ's Ed25519 package signing key, 64 hex digits (unset: packages are refused)"
     )
     # --- rules: engine and actions (issue 8, docs/rules.md) ---
+    rules_enabled: bool = Field(True, description="run the active rules on the box's events (false: rules only stored)")
+    rules_reload_seconds: float = Field(
+        5.0, gt=0, le=3600, description="how often the runtime looks for rules approved, retired or overridden"
+    )
+    rules_signal_check_seconds: float = Field(
+        60.0, gt=0, le=86_400, description="how often signals (lead-time changes, invoices, papers) are looked for"
+    )
+    rules_queue_max: int = Field(
+        10_000, ge=10, le=1_000_000, description="events waiting for the rules at most; beyond that dropped and counted"
+    )
+    rules_signal_depth_max: int = Field(
+        5, ge=1, le=10, description="a signal raised by a rule raised by a signal ... at most this deep"
+    )
+    rule_teams: tuple[str, ...] = Field(
+        (),
+        description="teams a rule may notify or give a ticket to, besides the box's roles and the catalogue's"
+        " (category_manager, category_team, logistics, quality, supplier_claims, finance)",
+    )
+    rules_lead_time_step_days: float = Field(
+        1.0, gt=0, le=365, description="signal supplier.lead_time_changed when an estimate moves at least this much"
+    )
+    rules_delivery_seconds: float = Field(
+        2.0, gt=0, le=3600, description="how often waiting notifications and e-mails are looked for"
+    )
     # --- rules: e-mail (SMTP) ---
+    smtp_host: str | None = Field(None, description="SMTP server of the rules' e-mail action (unset: e-mails wait)")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port (587 with STARTTLS, 465 with smtp_ssl)")
+    smtp_from: str = Field("storebox@localhost", min_length=3, max_length=254, description="sender address")
+    smtp_user: str | None = Field(None, description="SMTP login (unset: no login)")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password")
+    smtp_starttls: bool = Field(False, description="upgrade the connection with STARTTLS")
+    smtp_ssl: bool = Field(False, description="connect over TLS from the start (port 465)")
+    smtp_timeout_seconds: float = Field(30.0, gt=0, le=600, description="one SMTP conversation at most")
+    smtp_max_attempts: int = Field(
+        8, ge=1, le=100, description="attempts per e-mail; after the last it stays failed, visible, until resent"
+    )
+    smtp_backoff_max_seconds: float = Field(
+        3600.0, ge=1, le=86_400, description="retries back off exponentially (30 s, 60 s, ...) up to this"
+    )
+    rule_email_routes: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="send_email `to: role:<team>`: team -> addresses (JSON object, e.g. {\"finance\": [\"a@b.cn\"]})",
+    )
+
+    @field_validator("rule_teams")
+    @classmethod
+    def _rule_teams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for team in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", team):
+                raise ValueError(f"team {team!r}: lowercase letters, digits and _ (at most 32)")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("rule_email_routes")
+    @classmethod
+    def _email_routes(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for team, addresses in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", team):
+                raise ValueError(f"team {team!r}: lowercase letters, digits and _ (at most 32)")
+            if not addresses:
+                raise ValueError(f"team {team}: at least one address")
+            for address in addresses:
+                if not re.fullmatch(r"[^@\s<>,;]{1,64}@[A-Za-z0-9.-]{1,190}", address):
+                    raise ValueError(f"team {team}: {address!r} is not an e-mail address")
+        return value
+
+    @field_serializer("smtp_password", when_used="json")
+    def _smtp_password_hidden(self, value: SecretStr | None) -> str | None:
+        return None if value is None else "***"
+
     # --- modules: host, budgets (issue 8, docs/modules.md) ---
+    modules_enabled: bool = Field(True, description="run the scenario modules in force (false: stored, not run)")
+    modules_dir: Path | None = Field(None, description="where local module installs live (unset: <data_dir>/modules)")
+    modules_queue_size: int = Field(
+        1000, ge=1, le=1_000_000, description="events waiting per module at most; beyond that dropped and counted"
+    )
+    modules_timeout_seconds_max: float = Field(
+        60.0, gt=0, le=600, description="cap on any module's timeout_seconds per call (wall clock)"
+    )
+    modules_memory_mb_max: int = Field(1024, ge=64, le=65_536, description="cap on any module's memory_mb")
+    modules_cpu_seconds_max: int = Field(120, ge=1, le=3600, description="cap on any module's cpu_seconds per call")
+    modules_start_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="a module's worker must load within this many seconds"
+    )
+    modules_refresh_seconds: float = Field(
+        2.0, gt=0, le=3600, description="how often the host looks for modules installed, rolled back or switched"
+    )
+    modules_judge_interval_seconds: float = Field(
+        3600.0, gt=0, le=86_400, description="how often due decisions are judged and KPIs measured"
+    )
 
     @field_validator("mqtt_url")
     @classmethod

@@ -78,6 +78,13 @@ PAGES: list[tuple[str, str, str | Callable[[Api], str | None]]] = [
     ("cold-rooms", "manager", "/cold-rooms"),
     ("cold-room", "manager", lambda api: f"/cold-rooms/{_first(api.get('/api/v1/cold-rooms'), 'room')}"),
     ("devices", "admin", "/devices"),
+    ("rules", "manager", "/rules"),
+    ("rule-editor", "manager", "/rule-editor"),
+    ("rule", "manager", lambda api: f"/rules/{_first(api.get('/api/v1/rules?limit=1'), 'id')}"),
+    ("rule-reviews", "manager", "/rule-reviews"),
+    ("rule-firings", "manager", "/rule-firings"),
+    ("modules", "manager", "/modules"),
+    ("module", "manager", lambda api: f"/modules/{_first(api.get('/api/v1/modules'), 'name')}"),
 ]
 
 
@@ -88,6 +95,7 @@ HQ_PAGES = [
     ("hq-sales", "/hq/sales"),
     ("hq-trial-balance", "/hq/trial-balance"),
     ("hq-compliance", "/hq/compliance"),
+    ("hq-rollouts", "/hq/rollouts"),
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from cloud_sync.web import rollouts
 from cloud_sync.web.framework import install_page_not_found
 from cloud_sync.web.routes import router
 from edge.web.pages.framework import STATIC_DIR
@@ -16,5 +17,6 @@ from edge.web.pages.framework import STATIC_DIR
 
 def mount_hq_pages(app: FastAPI) -> None:
     app.include_router(router)
+    app.include_router(rollouts.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, follow_symlink=False), name="static")
     install_page_not_found(app)

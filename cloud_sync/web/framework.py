@@ -81,6 +81,7 @@ NAV = (
     ("/hq/sales", "hq.nav.sales"),
     ("/hq/trial-balance", "hq.nav.trial_balance"),
     ("/hq/compliance", "hq.nav.compliance"),
+    ("/hq/rollouts", "hq.nav.rollouts"),
 )
 
 

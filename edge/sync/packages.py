@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import csv
 import io
-import json
 import logging
 import os
 import re
@@ -46,6 +45,7 @@ from cloud_sync.packages.format import (
 from edge.ledger.audit import append_audit
 from edge.ledger.errors import DomainError
 from edge.ledger.money import parse_yuan
+from edge.rules import packs as rule_packs
 from edge.sync.errors import SyncError, SyncRefused
 
 log = logging.getLogger("storebox.sync.packages")
@@ -105,6 +105,7 @@ class Validated:
 
     prices: tuple[tuple[str, int], ...] = ()
     summary: dict[str, Any] = field(default_factory=dict)
+    rule_pack: rule_packs.PackContent | None = None  # a rule pack's checked rules, put in force at commit
 
 
 def _content_invalid(kind: str, problems: Sequence[str]) -> PackageContentInvalid:
@@ -236,63 +237,70 @@ def _validate_profiles(package: Package) -> Validated:
     return Validated(summary={"profiles": sorted(p[: -len(".yaml")] for p in package.files)})
 
 
-RULE_PACK_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["rules"],
-    "additionalProperties": False,
-    "properties": {
-        "description": {"type": "string", "maxLength": 2000},
-        "rules": {
-            "type": "array",
-            "maxItems": 10000,
-            "items": {
-                "type": "object",
-                "required": ["id", "when", "then"],
-                "additionalProperties": False,
-                "properties": {
-                    "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"},
-                    "description": {"type": "string", "maxLength": 2000},
-                    "enabled": {"type": "boolean"},
-                    "when": {"type": "string", "minLength": 1, "maxLength": 4000},
-                    "then": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "type": "object",
-                            "required": ["action"],
-                            "properties": {"action": {"type": "string", "pattern": "^[a-z][a-z0-9_.]{0,63}$"}},
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
+# A rule pack's file (docs/rules.md "Rule packs"): `{description?, state?: active|draft, rules: [<rule>...]}`, each
+# rule a full rule document checked by edge.rules.model.validate_rule (edge.rules.packs.PACK_SCHEMA).
+RULE_PACK_SCHEMA: dict[str, Any] = rule_packs.PACK_SCHEMA
 
 
 def _validate_rule_pack(package: Package) -> Validated:
-    import yaml
-    from jsonschema import Draft202012Validator
-
     names = sorted(package.files)
     if len(names) != 1 or names[0] not in ("rules.json", "rules.yaml"):
         raise _content_invalid("rule_pack", ["a rule pack holds exactly one file, rules.json or rules.yaml"])
     name = names[0]
     try:
-        text = package.files[name].decode("utf-8")
-        doc = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError, RecursionError) as exc:
-        raise _content_invalid("rule_pack", [f"{name}: does not parse: {str(exc)[:200]}"]) from None
-    problems = [
-        f"{name}: {'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message[:200]}"
-        for e in Draft202012Validator(RULE_PACK_SCHEMA).iter_errors(doc)
-    ]
-    if not problems:
-        ids = [r["id"] for r in doc["rules"]]
-        problems = [f"{name}: rule id {i!r} appears twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
+        content = rule_packs.load_pack_text(package.files[name], name)
+    except rule_packs.RulePackInvalid as error:
+        raise _content_invalid("rule_pack", error.detail.get("problems") or [error.message_en]) from None
+    return Validated(summary={"rules": len(content.rules), "state": content.state}, rule_pack=content)
+
+
+def _validate_module(package: Package) -> Validated:
+    """A scenario module (docs/modules.md): manifest.yaml naming this package's name and version, its entry file,
+    every Python file compiling. Nothing is imported or run here; the module host runs it in its own process."""
+    from edge.modules.errors import ModuleError
+    from edge.modules.manifest import load_manifest_text
+
+    m = package.manifest
+    if "manifest.yaml" not in package.files:
+        raise _content_invalid("module", ["manifest.yaml (the module's manifest) is missing"])
+    try:
+        manifest = load_manifest_text(package.files["manifest.yaml"])
+    except ModuleError as error:
+        raise _content_invalid("module", error.detail.get("problems") or [error.message_en]) from None
+    problems: list[str] = []
+    if (manifest.name, manifest.version) != (m.name, m.version):
+        problems.append(f"manifest.yaml names {manifest.name} v{manifest.version}, the package {m.name} v{m.version}")
+    if manifest.entry not in package.files:
+        problems.append(f"the entry file {manifest.entry} is not in the package")
+    for path, data in sorted(package.files.items()):
+        if path.endswith(".py"):
+            try:
+                compile(data, path, "exec", dont_inherit=True)
+            except (SyntaxError, ValueError) as exc:
+                problems.append(f"{path}: does not compile: {str(exc)[:200]}")
     if problems:
-        raise _content_invalid("rule_pack", problems)
-    return Validated(summary={"rules": len(doc["rules"])})
+        raise _content_invalid("module", problems)
+    return Validated(summary={"module": manifest.name, "may": list(manifest.may)})
+
+
+def _module_record(package: Package, folder: Path, actor: str) -> Any:
+    """The module host's install record of a staged module package (edge.modules.store.ModuleInstall)."""
+    import json
+
+    from edge.modules.host import tree_sha256
+    from edge.modules.manifest import load_manifest_text
+    from edge.modules.store import ModuleInstall
+
+    manifest = load_manifest_text(package.files["manifest.yaml"])
+    return ModuleInstall(
+        name=manifest.name,
+        version=manifest.version,
+        source="package",
+        directory=str(folder),
+        manifest=json.dumps(manifest.to_dict(), ensure_ascii=False),
+        sha256=tree_sha256(folder),
+        actor=actor,
+    )
 
 
 # --- the transaction parts (module-level: they run in the writer process) -----------------------------
@@ -309,6 +317,9 @@ class InstallRecord:
     actor: str
     source: str
     prices: tuple[tuple[str, int], ...] = ()
+    rule_pack: rule_packs.PackContent | None = None
+    signature: str | None = None  # hex of the manifest signature (recorded as a rule pack's review)
+    module: Any = None  # a scenario module's install (edge.modules.store.ModuleInstall), put in force at commit
 
 
 def current_version(conn: sqlite3.Connection, kind: str, name: str) -> int:
@@ -364,6 +375,22 @@ def commit_install(conn: sqlite3.Connection, record: InstallRecord, now: str) ->
             conn.execute("UPDATE items SET price_fen = ? WHERE sku = ?", (fen, sku))
         if unknown:
             raise _content_invalid("price_list", [f"unknown sku {s}" for s in unknown])
+    if record.rule_pack is not None:  # the pack's rules in force in this same transaction (edge/rules/packs.py)
+        rule_packs.install_pack(
+            conn,
+            name=record.name,
+            version=record.version,
+            source="package",
+            content=record.rule_pack,
+            actor=record.actor,
+            now=datetime.fromisoformat(now),
+            signature=record.signature,
+            install_id=install_id,
+        )
+    if record.module is not None:  # the module in force in this same transaction; its host follows (docs/modules.md)
+        from edge.modules.store import install_version
+
+        install_version(conn, record.module, now)
     _set_current(conn, record.kind, record.name, record.version, install_id, now)
     _history(
         conn,
@@ -500,6 +527,14 @@ def commit_rollback(
             restored += 1
         else:
             kept.append(sku)  # changed by someone since: their price stays
+    if kind == PackageKind.MODULE.value:  # the module's previous version, files and state (edge/modules/store.py)
+        from edge.modules.store import package_rolled_back
+
+        package_rolled_back(conn, name, version, actor, now)
+    if kind == PackageKind.RULE_PACK.value:  # the previous version's rules exactly, overrides kept
+        rule_packs.remove_pack(
+            conn, name=name, source="package", actor=actor, now=datetime.fromisoformat(now), to_version=previous
+        )
     target = None
     if previous:
         found = conn.execute(
@@ -757,6 +792,8 @@ def install_package(
             validated = _validate_profiles(package)
         elif m.kind is PackageKind.RULE_PACK:
             validated = _validate_rule_pack(package)
+        elif m.kind is PackageKind.MODULE:
+            validated = _validate_module(package)
         final = stage(root, package)
         if crash:
             crash("staged")
@@ -772,6 +809,9 @@ def install_package(
             actor,
             source,
             validated.prices,
+            validated.rule_pack,
+            package.signature.hex(),
+            module=_module_record(package, final, actor) if m.kind is PackageKind.MODULE else None,
         )
         transact(commit_install, record, clock().isoformat())
     except DomainError as error:
@@ -864,6 +904,77 @@ async def report_status(client: Any, ctx: Any) -> int:
 _KEY_WARNED: set[int] = set()
 
 
+def rollback_order(entry: Any) -> tuple[str, str, int, int | None] | None:
+    """One entry of the aggregator's `rollbacks` as (kind, name, to_version, highest version rolled back), or None
+    when it cannot be read (an unknown kind, a missing or non-integer version)."""
+    if not isinstance(entry, dict):
+        return None
+    kind, name = entry.get("kind"), entry.get("name")
+    to_version, highest = entry.get("to_version"), entry.get("version")
+    if not isinstance(kind, str) or kind not in {k.value for k in PackageKind}:
+        return None
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", name):
+        return None
+    if isinstance(to_version, bool) or not isinstance(to_version, int) or to_version < 0:
+        return None
+    if highest is not None and (isinstance(highest, bool) or not isinstance(highest, int)):
+        return None
+    return str(kind), name, to_version, highest
+
+
+async def obey_rollbacks(entries: list[Any], ctx: Any) -> list[dict[str, Any]]:
+    """Roll back what HQ rolled back (a module rollout, docs/canary.md): for each `{kind, name, to_version,
+    version?}` the box rolls kind/name back, through the ordinary rollback, while the version in force is above
+    `to_version` (and not above `version`, the highest one HQ rolled back). Each rollback is in the history and
+    reported upstream like one made on the box; an entry that cannot be followed is logged and left."""
+    done: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    for entry in entries[:100]:
+        order = rollback_order(entry)
+        if order is None:
+            log.warning("总部回滚指令无法识别 / unreadable rollback from HQ: %.200r", entry)
+            continue
+        kind, name, to_version, highest = order
+        for _ in range(KEEP_VERSIONS):
+            conn = ctx.open_reader()
+            try:
+                in_force = current_version(conn, kind, name)
+            finally:
+                conn.close()
+            if in_force <= to_version or (highest is not None and in_force > highest):
+                break
+            try:
+                result = await asyncio.to_thread(
+                    rollback_package,
+                    ctx.settings,
+                    writer_transact(ctx.writer, loop),
+                    kind,
+                    name,
+                    ctx.clock,
+                    actor="hq",
+                    source="sync",
+                )
+            except DomainError as error:
+                log.warning(
+                    "未能按总部指令回滚 / could not roll back as HQ asked: %s/%s v%d: %s / %s",
+                    kind,
+                    name,
+                    in_force,
+                    error.message,
+                    error.message_en,
+                )
+                break
+            log.info(
+                "已按总部指令回滚 / rolled back as HQ asked: %s/%s v%d -> v%d",
+                kind,
+                name,
+                result["from_version"],
+                result["to_version"],
+            )
+            done.append(result)
+    return done
+
+
 async def pull(client: Any, ctx: Any) -> None:
     """The sync service's puller: repair links, install what is new for this store, report statuses."""
     settings = ctx.settings
@@ -881,6 +992,8 @@ async def pull(client: Any, ctx: Any) -> None:
         return
     offered = await client.get_json("/api/v1/sync/packages")
     loop = asyncio.get_running_loop()
+    if isinstance(offered, dict) and isinstance(offered.get("rollbacks"), list):
+        await obey_rollbacks(offered["rollbacks"], ctx)
     for item in offered.get("packages", []) if isinstance(offered, dict) else []:
         kind, name, version, remote_id = str(item["kind"]), str(item["name"]), int(item["version"]), int(item["id"])
         conn = ctx.open_reader()

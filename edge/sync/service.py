@@ -36,7 +36,7 @@ from edge.sync.snapshots import snapshots_changed, write_snapshots
 log = logging.getLogger("storebox.sync")
 T = TypeVar("T")
 Clock = Callable[[], datetime]
-PULLERS = ("edge.sync.transfers", "edge.sync.packages")
+PULLERS = ("edge.sync.transfers", "edge.sync.packages", "edge.sync.module_kpis")
 COMPACT_EVERY_S = 3600  # compaction runs at most hourly; the retention is counted in days
 ACK_STATUSES = frozenset({"applied", "duplicate", "queued"})
 

@@ -28,6 +28,8 @@ PAGE_MODULES = (
     "edge.web.pages.finance",
     "edge.web.pages.devices",
     "edge.web.pages.cold_rooms",
+    "edge.web.pages.rules",
+    "edge.web.pages.modules",
 )
 
 

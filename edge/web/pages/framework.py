@@ -55,6 +55,8 @@ ALERT_KINDS = {
     "device-offline": "alert.kind.device_offline",
     "compliance": "alert.kind.compliance",
     "returns": "alert.kind.returns",
+    "rule": "alert.kind.rule",
+    "module": "alert.kind.module",
 }
 # Every page: not framed by another site (clickjacking of the confirm forms), not kept in a shared browser's
 # cache (the books), no referrer leaving the box, no content sniffing.

@@ -10,6 +10,8 @@ class NavEntry:
     path: str
     label: str  # catalog key
     permission: str
+    # Other path prefixes that belong to the entry's area (the rules' review queue, firings, holds, tickets).
+    also: tuple[str, ...] = ()
 
 
 NAV: tuple[NavEntry, ...] = (
@@ -25,6 +27,8 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("/finance/trial-balance", "nav.finance", "books:read"),
     NavEntry("/cold-rooms", "nav.cold_rooms", "cold_rooms:read"),
     NavEntry("/devices", "nav.devices", "devices:read"),
+    NavEntry("/rules", "nav.rules", "rules:read", also=("/rule-", "/holds")),
+    NavEntry("/modules", "nav.modules", "modules:read"),
 )
 
 
@@ -36,4 +40,6 @@ def active(path: str, entry: NavEntry) -> bool:
     if entry.path == "/":
         return path == "/"
     head = entry.path.split("/")[1]
+    if any(path.startswith(prefix) for prefix in entry.also):
+        return True
     return path == entry.path or path.startswith(f"/{head}/") or path == f"/{head}"

@@ -145,7 +145,14 @@ def test_stores_page_shows_sync_lag_and_totals_and_highlights_stores_behind(
     summary = text(doc.get_element_by_id("chain-summary"))
     assert summary == ("共 4 家门店 · 1 家门店数据滞后" if lang == "zh" else "4 stores · 1 stores behind")
     nav = doc.xpath('//nav[@id="nav"]//a')
-    assert [a.get("href") for a in nav] == ["/hq", "/hq/stock", "/hq/sales", "/hq/trial-balance", "/hq/compliance"]
+    assert [a.get("href") for a in nav] == [
+        "/hq",
+        "/hq/stock",
+        "/hq/sales",
+        "/hq/trial-balance",
+        "/hq/compliance",
+        "/hq/rollouts",
+    ]
     assert nav[0].get("aria-current") == "page"
 
 
