@@ -202,6 +202,10 @@ class StoreBox:
         self.rule_engine = build_rules_runtime(
             self.settings, self.writer, self.broker, self.open_reader, self.clock, self.registry
         )
+        if demo:  # the demo store runs the built-in rule packs (docs/rules.md "Built-in packs")
+            from edge.rules.packs import install_builtin
+
+            await self.writer.execute(install_builtin, "demo", self.clock())
         self.writer.add_listener(self.rule_engine.on_postings)
         self.broker.taps.append(self.rule_engine.on_bus)
         wire_ingest(self.ingest, self.rule_engine)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
 import re
 import stat
 import zipfile
@@ -347,7 +348,17 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes
                         f"{info.filename!r} inflates past the limit (zip bomb?)",
                         entry=info.filename[:200],
                     )
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+    # A flipped method byte picks bzip2 or LZMA: their decoders raise OSError ("Invalid data stream") or LZMAError.
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        lzma.LZMAError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        OSError,
+    ) as exc:
         if isinstance(exc, PackageInvalid):
             raise
         raise invalid(

@@ -861,13 +861,15 @@ class ModuleHost:
             due = store.due_decisions(conn, runner.name, runner.version, today, limit=500)
         finally:
             conn.close()
-        outcomes: list[tuple[int, bool]] = []
+        outcomes: list[tuple[int, bool | None]] = []
         for decision in due:
             reply = await runner.worker.call({"call": "judge", "decision": decision, "today": today})
             self.m_calls.labels(module=runner.name, call="judge", result="ok").inc()
             outcome = reply.get("outcome")
             if isinstance(outcome, bool):
                 outcomes.append((int(decision["id"]), outcome))
+            elif outcome == "void":  # never judgeable (the store acted on it): closed, left out of the KPIs
+                outcomes.append((int(decision["id"]), None))
         if outcomes:
             await self.writer.execute(store.record_outcomes, outcomes, self.now())
         kpi, reason = await self.check_kpis(runner.name, runner.version, runner.manifest, snapshot=bool(outcomes))

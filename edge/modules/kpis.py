@@ -68,7 +68,7 @@ def module_kpis(conn: sqlite3.Connection, name: str, version: int, window: int) 
     """The KPIs of one module version from its judged decisions."""
     rows = conn.execute(
         "SELECT outcome FROM module_decisions WHERE module = ? AND version = ? AND judged_at IS NOT NULL"
-        " ORDER BY judged_at DESC, id DESC LIMIT ?",
+        " AND outcome IS NOT NULL ORDER BY judged_at DESC, id DESC LIMIT ?",
         (name, version, window),
     ).fetchall()
     return measure([bool(r[0]) for r in rows], window)

@@ -348,13 +348,14 @@ def record_decisions(
     return added
 
 
-def record_outcomes(conn: sqlite3.Connection, outcomes: Iterable[tuple[int, bool]], now: str) -> int:
-    """Set the outcome of judged decisions (right = True); each decision is judged once."""
+def record_outcomes(conn: sqlite3.Connection, outcomes: Iterable[tuple[int, bool | None]], now: str) -> int:
+    """Set the outcome of judged decisions (right = True; None = void: closed without an outcome, never counted in
+    the KPIs); each decision is judged once."""
     done = 0
     for decision_id, right in outcomes:
         cursor = conn.execute(
             "UPDATE module_decisions SET outcome = ?, judged_at = ? WHERE id = ? AND judged_at IS NULL",
-            (1 if right else 0, now, decision_id),
+            (None if right is None else int(right), now, decision_id),
         )
         done += cursor.rowcount
     return done

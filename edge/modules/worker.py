@@ -6,7 +6,10 @@ CPU budget per call), and answers JSON lines on stdin with JSON lines on the std
 
     {"call": "ping"}                                        -> {"ok": true, "name": ..., "version": ...}
     {"call": "handle", "event": {...}, "today": "YYYY-MM-DD"} -> {"ok": true, "proposals": [...], "logs": [...]}
-    {"call": "judge", "decision": {...}, "today": "..."}      -> {"ok": true, "outcome": true|false|null, ...}
+    {"call": "judge", "decision": {...}, "today": "..."}      -> {"ok": true, "outcome": true|false|null|"void", ...}
+
+A judge answers true (the decision was right), false (wrong), null (not known yet: ask again later) or "void" (it
+can never be judged, e.g. the store acted on the proposal: stop asking, and leave it out of the KPIs).
 
 A call that raises answers `{"ok": false, "error": {"type", "message", "traceback"}}`; the host then stops the
 worker. What the module prints goes to stderr, so it cannot corrupt the protocol.
@@ -29,6 +32,7 @@ from types import ModuleType
 from typing import IO, Any
 
 MAX_LOG_LINES = 50
+VOID = "void"  # a judge's answer for a decision that can never be judged
 MAX_LOG_CHARS = 500
 
 
@@ -75,6 +79,9 @@ def load_entry(module_dir: Path, entry: str, name: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as `import` does: dataclasses and `from __future__ import annotations` look the
+    # module up in sys.modules while the file executes.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     for function in ("handle", "judge"):
         if not callable(getattr(module, function, None)):
@@ -149,8 +156,8 @@ def answer(
         if call == "judge":
             judge: Callable[..., object] = module.judge
             outcome = judge(ctx, request.get("decision") or {})
-            if outcome is not None and not isinstance(outcome, bool):
-                raise TypeError(f"judge() must return True, False or None, not {type(outcome).__name__}")
+            if outcome is not None and not isinstance(outcome, bool) and outcome != VOID:
+                raise TypeError(f"judge() must return True, False, None or 'void', not {outcome!r:.40}")
             return {"ok": True, "outcome": outcome, "logs": ctx.logs}
         return {"ok": False, "error": {"type": "UnknownCall", "message": f"unknown call {call!r}"}}
     except MemoryError:

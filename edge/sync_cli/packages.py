@@ -104,7 +104,7 @@ def install(
 
 @packages_app.command()
 def rollback(
-    kind: Annotated[str, typer.Argument(help="price_list | rule_pack | model | firmware_profile")],
+    kind: Annotated[str, typer.Argument(help="price_list | rule_pack | model | firmware_profile | module")],
     name: Annotated[str, typer.Argument(help="the package's name")],
     config: ConfigOption = None,
     data_dir: DataDirOption = None,

@@ -15,7 +15,9 @@ from edge.web.deps import Deps, Reader, require
 from edge.web.errors import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["packages"], responses=error_responses(401, 403, 500))
-Kind = Annotated[str, Path(pattern=r"^(price_list|rule_pack|model|firmware_profile)$", description="package kind")]
+Kind = Annotated[
+    str, Path(pattern=r"^(price_list|rule_pack|model|firmware_profile|module)$", description="package kind")
+]
 Name = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="package name")]
 
 

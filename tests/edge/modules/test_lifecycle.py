@@ -112,6 +112,21 @@ def test_kpis_below_min_decisions_do_not_act(hostbox: HostBox) -> None:
     assert hb.state("echo") == "enabled"
 
 
+def test_a_void_decision_is_closed_and_never_counted(hostbox: HostBox) -> None:
+    hb = hostbox
+    pos = hb.device()
+    hb.install(write_module(hb.root, "echo", 1, params={"tag": "x", "outcome": "void"}))
+    wait_for(lambda: "echo" in hb.host.runners, "the worker")
+    for n in range(2):
+        _sell_and_notice(hb, pos, MILK, n)
+    wait_for(lambda: len(hb.sql("SELECT id FROM module_decisions")) == 2, "2 decisions")
+    done = hb.run(hb.host.judge_all())
+    assert done["echo"]["judged"] == 2 and done["echo"]["kpis"]["judged"] == 0
+    rows = hb.sql("SELECT outcome, judged_at FROM module_decisions")
+    assert all(r["outcome"] is None and r["judged_at"] for r in rows)  # closed: never asked again
+    assert hb.run(hb.host.judge_all())["echo"]["judged"] == 0
+
+
 def test_a_full_queue_drops_events_for_that_module_and_counts_them(tmp_path: object) -> None:
     from pathlib import Path
 

@@ -111,7 +111,7 @@ def test_judge_must_answer_true_false_or_none(tmp_path: Path, db: Path) -> None:
         tmp_path, "judgy", 1, "def handle(ctx, e):\n    return []\n\ndef judge(ctx, d):\n    return 'x'\n"
     )
     (answer,) = _call(folder, db, {"call": "judge", "decision": {}, "today": "2026-12-06"})
-    assert isinstance(answer, ModuleCallFailed) and "True, False or None" in answer.message
+    assert isinstance(answer, ModuleCallFailed) and "True, False, None or 'void'" in answer.message
 
 
 def test_a_module_that_does_not_load_fails_to_start_with_the_reason(tmp_path: Path, db: Path) -> None:
@@ -160,3 +160,15 @@ def test_make_context_is_what_modules_see(db: Path) -> None:
     assert ctx.logs == ["x" * 500]
     with pytest.raises(Exception, match=r"readonly|read-only|query_only"):
         ctx.db.execute("DELETE FROM items")
+
+
+def test_a_module_with_dataclasses_and_postponed_annotations_loads(tmp_path: Path, db: Path) -> None:
+    """dataclasses look the module up in sys.modules while it runs, as a normal import would allow."""
+    code = (
+        "from __future__ import annotations\nfrom dataclasses import dataclass\n\n"
+        "@dataclass(frozen=True)\nclass Pick:\n    sku: str\n\n"
+        "def handle(ctx, e):\n    return []\n\ndef judge(ctx, d):\n    return Pick('x').sku == 'x'\n"
+    )
+    folder = write_module(tmp_path, "typed", 1, code)
+    (answer,) = _call(folder, db, {"call": "judge", "decision": {}, "today": "2026-12-06"})
+    assert answer["ok"] and answer["outcome"] is True

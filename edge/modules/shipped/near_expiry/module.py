@@ -459,11 +459,11 @@ def predicted_of(decision: Mapping[str, Any]) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def judge(ctx: Ctx, decision: Mapping[str, Any]) -> bool | None:
+def judge(ctx: Ctx, decision: Mapping[str, Any]) -> bool | str | None:
     """After the lot's last sellable day: True when some of it was wasted (written off, lost at a count, or still
-    on hand past its expiry), False when it all sold at full price, None when it is too early or the store acted on
-    the proposal (some of the lot sold below its price or was transferred out: what would have happened is not
-    known)."""
+    on hand past its expiry), False when it all sold at full price, None when it is too early, "void" when the
+    store acted on the proposal (some of the lot sold below its price or was transferred out: what would have
+    happened is not known, so the decision is closed and left out of the KPIs)."""
     predicted = predicted_of(decision)
     sku, lot = predicted.get("sku"), predicted.get("lot")
     check_on = decision.get("check_on") or predicted.get("expiry")
@@ -474,7 +474,7 @@ def judge(ctx: Ctx, decision: Mapping[str, Any]) -> bool | None:
     if outcome.wasted >= int(params_of(ctx)["min_waste_units"]):
         return True
     if outcome.acted > 0:
-        return None
+        return "void"
     return False
 
 

@@ -5,10 +5,15 @@ Ingredients are not taken out of stock dish by dish: their count (盘点) brings
 count's difference is the ingredients used plus what was lost. For each ingredient counted, the module takes the
 dishes that left the counter since the ingredient's previous count (sold, less returns, plus dishes written off:
 made and thrown away), multiplies them by `recipes.csv` (dish_sku, ingredient_sku, qty_base_units per dish) and
-flags the rest of the shortfall when it is above `tolerance_share` of that use plus `count_tolerance_share` of
-the quantity counted (portioning and counting are not exact). A flag opens a ticket and notifies the manager; it is
-judged at the ingredient's next count: confirmed unless at least `reappear_share` of the flagged loss turns up again
-as a gain (the first count missed stock that was there).
+calls the rest of the shortfall a *shortfall* when it is above `tolerance_share` of that use plus
+`count_tolerance_share` of the quantity counted (portioning and counting are not exact).
+
+At that one count a shortfall cannot be told from a count that missed a container: both are stock the count did not
+find. The difference shows at the next count: missed stock is found again there (a gain beyond the recipes), lost
+stock is not. So with `confirm_next_count` (the default) a shortfall only asks the manager to recount (a notice, no
+decision), and the loss is decided at the ingredient's next count, when less than `reappear_share` of it came back:
+then a ticket opens and the manager is notified. The decision is judged at the count after that one: right unless,
+over the counts since the shortfall, `reappear_share` of it turned up again after all.
 
 A plain Python module run by the module host's worker (docs/modules.md): it reads the box database through
 `ctx.db` (read-only) and imports nothing of the box.
@@ -29,8 +34,10 @@ DEFAULTS: dict[str, Any] = {
     "tolerance_share": 0.06,  # of the ingredient's theoretical use in the period
     "count_tolerance_share": 0.02,  # of the quantity counted
     "min_loss_units": 0,  # never flag less than this many base units
-    "reappear_share": 0.5,  # judged wrong when this share of the loss shows up again at the next count
-    "recount_days": 7,  # ask the judge from this many days after the flag (the next weekly count)
+    "reappear_share": 0.5,  # not loss when this share of the shortfall shows up again at the next count(s)
+    "confirm_next_count": True,  # decide at the next count (a shortfall found again was a miscount), not at once
+    "recount_notice": True,  # with confirm_next_count: at the short count, ask `role` to recount (no decision)
+    "recount_days": 3,  # ask the judge from this many days after the decision (it waits for the next count anyway)
     "scan_days": 3,  # on a schedule tick: counts posted in the last days not yet looked at
     "queue": "quality",
     "role": "manager",
@@ -111,12 +118,16 @@ def load_recipes(rows: Iterable[Any] | None = None) -> dict[str, dict[str, float
 
 def handle(ctx: Ctx, event: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A count line posted (ledger:stocktake): check that ingredient at that count. A schedule tick: check every
-    ingredient line of the counts of the last `scan_days` days (a count posted while the module was off)."""
+    ingredient line of the counts of the last `scan_days` days (a count posted while the module was off).
+
+    With `confirm_next_count`, checking an ingredient at count C decides on the shortfall of its previous count F
+    (loss when C did not find it again) and, on the ledger event only, asks for a recount of a shortfall at C."""
     p = params_of(ctx)
     bom = load_recipes(p["recipes"])
     facts = event.get("facts") or {}
     targets: list[tuple[int, str]] = []
-    if str(event.get("kind", "")).split(":")[0] == "ledger":  # {"kind": "ledger", "name": "stocktake", ...}
+    live = str(event.get("kind", "")).split(":")[0] == "ledger"  # {"kind": "ledger", "name": "stocktake", ...}
+    if live:
         doc, line = facts.get("document") or {}, facts.get("line") or {}
         if doc.get("type", "stocktake") == "stocktake" and line.get("sku") in bom and doc.get("id") is not None:
             targets.append((int(doc["id"]), str(line["sku"])))
@@ -131,14 +142,33 @@ def handle(ctx: Ctx, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         targets.extend((int(r[0]), str(r[1])) for r in rows)
     proposals: list[dict[str, Any]] = []
     for document_id, sku in targets:
-        key = f"count:{document_id}:{sku}"
-        if already_decided(ctx.db, key):
+        if not truthy(p["confirm_next_count"]):  # decide at the short count itself
+            key = f"count:{document_id}:{sku}"
+            check = None if already_decided(ctx.db, key) else check_count(ctx.db, document_id, sku, bom[sku], p)
+            if check is not None and check.flagged:
+                proposals.extend(propose(ctx, check, key, p))
             continue
-        check = check_count(ctx.db, document_id, sku, bom[sku], p)
-        if check is None or not check.flagged:
+        current = check_count(ctx.db, document_id, sku, bom[sku], p)
+        if current is None:
             continue
-        proposals.extend(propose(ctx, check, key, p))
+        key = f"count:{current.previous_id}:{sku}"
+        if not already_decided(ctx.db, key):
+            short = check_count(ctx.db, current.previous_id, sku, bom[sku], p)
+            if short is not None and short.flagged and confirms(short, current, p):
+                proposals.extend(propose(ctx, short, key, p, confirmed_by=current))
+        if live and truthy(p["recount_notice"]) and current.flagged:
+            proposals.append(recount_notice(current, p))
     return proposals
+
+
+def truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
+
+
+def confirms(short: CountCheck, following: CountCheck, p: Mapping[str, Any]) -> bool:
+    """Did the count after a shortfall leave it lost? Yes unless `reappear_share` of it came back as a gain beyond
+    the recipes (the short count missed stock that was there)."""
+    return max(-following.loss, 0.0) < float(p["reappear_share"]) * short.loss
 
 
 def check_count(
@@ -158,12 +188,7 @@ def check_count(
     ).fetchone()[0]
     if counted is None:
         return None
-    previous = conn.execute(
-        "SELECT MAX(d.id) FROM documents d JOIN document_lines dl ON dl.document_id = d.id"
-        " WHERE d.type = 'stocktake' AND d.id < ? AND dl.sku = ?"
-        " AND NOT EXISTS (SELECT 1 FROM documents r WHERE r.reverses_id = d.id)",
-        (document_id, sku),
-    ).fetchone()[0]
+    previous = neighbour_count(conn, document_id, sku, before=True)
     if previous is None:
         return None
     moved = conn.execute(
@@ -196,6 +221,21 @@ def check_count(
     )
 
 
+def neighbour_count(conn: sqlite3.Connection, document_id: int, sku: str, *, before: bool) -> int | None:
+    """The ingredient's count (not reversed) just before, or just after, document `document_id`."""
+    query = (
+        "SELECT MAX(d.id) FROM documents d JOIN document_lines dl ON dl.document_id = d.id WHERE d.id < ?"
+        if before
+        else "SELECT MIN(d.id) FROM documents d JOIN document_lines dl ON dl.document_id = d.id WHERE d.id > ?"
+    )
+    row = conn.execute(
+        query + " AND d.type = 'stocktake' AND dl.sku = ?"
+        " AND NOT EXISTS (SELECT 1 FROM documents r WHERE r.reverses_id = d.id)",
+        (document_id, sku),
+    ).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
 def theoretical_use(conn: sqlite3.Connection, after_id: int, up_to_id: int, dishes: Mapping[str, float]) -> float:
     """Base units of the ingredient the dishes that left the counter in documents (after_id, up_to_id] used: each
     dish sold, given or written off, less each returned; a reversed one did not happen."""
@@ -222,33 +262,40 @@ def already_decided(conn: sqlite3.Connection, key: str) -> bool:
         return False
 
 
-def propose(ctx: Ctx, check: CountCheck, key: str, p: Mapping[str, Any]) -> list[dict[str, Any]]:
+def propose(
+    ctx: Ctx, check: CountCheck, key: str, p: Mapping[str, Any], confirmed_by: CountCheck | None = None
+) -> list[dict[str, Any]]:
     """A ticket for the counter's loss (carrying the decision) and a notice to the manager."""
     loss = round(check.loss)
     share = check.loss / check.use if check.use > 0 else 1.0
     yuan = check.value_fen / 100
+    zh_confirmed = f", 盘点 {confirmed_by.doc_no} 未找回" if confirmed_by is not None else ""
+    en_confirmed = f", not found again at count {confirmed_by.doc_no}" if confirmed_by is not None else ""
+    predicted: dict[str, Any] = {
+        "outcome": "loss",
+        "sku": check.sku,
+        "document_id": check.document_id,
+        "loss": round(check.loss, 1),
+        "use": round(check.use, 1),
+        "tolerance": round(check.tolerance, 1),
+        "decided_on": ctx.today.isoformat(),
+    }
+    if confirmed_by is not None:
+        predicted["confirmed_by"] = confirmed_by.document_id
     ticket: dict[str, Any] = {
         "action": "open_ticket",
         "queue": str(p["queue"]),
         "subject": check.sku,
         "title": {
             "zh": f"熟食档损耗: {check.name} 盘点 {check.doc_no} 短少 {loss}"
-            f" (超出配方用量 {share:.0%}, 约 {yuan:.2f} 元)",
+            f" (超出配方用量 {share:.0%}, 约 {yuan:.2f} 元{zh_confirmed})",
             "en": f"counter loss: {check.sku} at count {check.doc_no} is {loss} short beyond recipe use"
-            f" ({share:.0%} of it, about {yuan:.2f} yuan)",
+            f" ({share:.0%} of it, about {yuan:.2f} yuan{en_confirmed})",
         },
         "decision": {
             "key": key,
             "subject": check.sku,
-            "predicted": {
-                "outcome": "loss",
-                "sku": check.sku,
-                "document_id": check.document_id,
-                "loss": round(check.loss, 1),
-                "use": round(check.use, 1),
-                "tolerance": round(check.tolerance, 1),
-                "decided_on": ctx.today.isoformat(),
-            },
+            "predicted": predicted,
             "check_on": (ctx.today + timedelta(days=int(p["recount_days"]))).isoformat(),
         },
     }
@@ -257,12 +304,28 @@ def propose(ctx: Ctx, check: CountCheck, key: str, p: Mapping[str, Any]) -> list
         "role": str(p["role"]),
         "message": {
             "zh": f"熟食档 {check.name} 盘点短少 {-check.difference}, 按配方应用 {round(check.use)},"
-            f" 多出损耗 {loss} (容差 {round(check.tolerance)}); 请复盘并查找原因",
+            f" 多出损耗 {loss} (容差 {round(check.tolerance)}{zh_confirmed}); 请查找原因",
             "en": f"counter: {check.sku} counted {-check.difference} short, recipes explain {round(check.use)};"
-            f" {loss} lost beyond a tolerance of {round(check.tolerance)}: recount and look into it",
+            f" {loss} lost beyond a tolerance of {round(check.tolerance)}{en_confirmed}: look into it",
         },
     }
     return [ticket, notice]
+
+
+def recount_notice(check: CountCheck, p: Mapping[str, Any]) -> dict[str, Any]:
+    """A shortfall not decided yet: the manager is asked to recount (a missed container is found now, not at the
+    next count); the next count decides whether it is loss."""
+    short = round(check.loss)
+    return {
+        "action": "notify",
+        "role": str(p["role"]),
+        "message": {
+            "zh": f"熟食档 {check.name} 盘点 {check.doc_no} 短少超出配方 {short} (容差 {round(check.tolerance)});"
+            " 请复盘是否漏点; 下次盘点仍未找回将开损耗工单",
+            "en": f"counter: {check.sku} at count {check.doc_no} is {short} short beyond the recipes (tolerance"
+            f" {round(check.tolerance)}): recount it; a loss ticket opens if the next count does not find it",
+        },
+    }
 
 
 # --- judge -------------------------------------------------------------------------------------------------------
@@ -279,25 +342,28 @@ def predicted_of(decision: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def judge(ctx: Ctx, decision: Mapping[str, Any]) -> bool | None:
-    """At the ingredient's next count: True when the loss held (less than `reappear_share` of it came back as a
-    gain), False when the stock turned up again (the flagged count was short by a counting error); None until
-    the next count is posted."""
+    """At the ingredient's first count after the decision (after the count that confirmed it, or after the short
+    count for a decision taken at once): True when the loss held (over the counts since the short one, less than
+    `reappear_share` of it came back as a gain beyond the recipes), False when the stock turned up again (the short
+    count missed stock that was there); None until that count is posted."""
     p = params_of(ctx)
     predicted = predicted_of(decision)
     sku, document_id, loss = predicted.get("sku"), predicted.get("document_id"), predicted.get("loss")
     if not sku or document_id is None or loss is None:
         return None
-    bom = load_recipes(p["recipes"])
-    following = ctx.db.execute(
-        "SELECT MIN(d.id) FROM documents d JOIN document_lines dl ON dl.document_id = d.id"
-        " WHERE d.type = 'stocktake' AND d.id > ? AND dl.sku = ?"
-        " AND NOT EXISTS (SELECT 1 FROM documents r WHERE r.reverses_id = d.id)",
-        (int(document_id), str(sku)),
-    ).fetchone()[0]
-    if following is None:
+    sku, short_id = str(sku), int(document_id)
+    confirmed_by = predicted.get("confirmed_by")
+    last = neighbour_count(ctx.db, int(confirmed_by) if confirmed_by is not None else short_id, sku, before=False)
+    if last is None:
         return None
-    check = check_count(ctx.db, int(following), str(sku), bom.get(str(sku), {}), p)
-    if check is None:
-        return None
-    reappeared = max(-check.loss, 0.0)
+    dishes = load_recipes(p["recipes"]).get(sku, {})
+    net = 0.0  # loss beyond the recipes over the counts after the short one, up to `last`
+    following = neighbour_count(ctx.db, short_id, sku, before=False)
+    while following is not None and following <= last:
+        check = check_count(ctx.db, following, sku, dishes, p)
+        if check is None:
+            return None
+        net += check.loss
+        following = neighbour_count(ctx.db, following, sku, before=False)
+    reappeared = max(-net, 0.0)
     return reappeared < float(p["reappear_share"]) * float(loss)
