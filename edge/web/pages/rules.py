@@ -53,6 +53,7 @@ LIST_LIMIT = 500
 MAX_REVIEW_DETAILS = 50  # waiting rules whose impact the review queue shows
 HoldId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 TicketId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+DraftId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def form_text(form: Any, name: str, limit: int = 5000) -> str:
@@ -762,6 +763,8 @@ def object_link(kind: Any, object_id: Any) -> str | None:
         return f"/suppliers/{object_id}"
     if kind == "ticket":
         return f"/rule-tickets#ticket-{object_id}"
+    if kind == "draft":
+        return f"/rule-drafts#draft-{object_id}"
     if kind == "item":
         return f"/stock/{object_id}"
     return None
@@ -779,7 +782,8 @@ async def _holds_page(
 ) -> Response:
     answer = await page.api.get("/api/v1/holds", limit=LIST_LIMIT)
     holds = rows_of(answer)
-    listed = {f"hold-{h.get('id')}" for h in holds}
+    # An error shows next to its form; a hold that is no longer open has no form, so its error goes on top.
+    listed = {f"hold-{h.get('id')}" for h in holds if (h.get("state") or "open") == "open"}
     elsewhere = [m for form_id, found in (errors or {}).items() if form_id not in listed for m in found.values()]
     return page.render(
         "rules/holds.html",
@@ -831,7 +835,7 @@ async def _tickets_page(
 ) -> Response:
     answer = await page.api.get("/api/v1/rule-tickets", limit=LIST_LIMIT)
     tickets = rows_of(answer)
-    listed = {f"ticket-{t.get('id')}" for t in tickets}
+    listed = {f"ticket-{t.get('id')}" for t in tickets if (t.get("state") or "open") == "open"}
     elsewhere = [m for form_id, found in (errors or {}).items() if form_id not in listed for m in found.values()]
     return page.render(
         "rules/tickets.html",
@@ -872,3 +876,62 @@ async def close_ticket(page: Page, ticket_id: TicketId) -> Response:
         errors = {form_id: {"resolution": failure.text(page.lang)}}
         return await _tickets_page(page, errors=errors, values=values, status=failure.status)
     return page.redirect("/rule-tickets", flash="rules.flash.closed", arg=str(ticket_id))
+
+
+# --- drafts rules and modules proposed ---------------------------------------------------------------------------
+
+
+async def _drafts_page(
+    page: PageContext,
+    *,
+    errors: dict[str, dict[str, str]] | None = None,
+    values: dict[str, dict[str, str]] | None = None,
+    status: int = 200,
+) -> Response:
+    answer = await page.api.get("/api/v1/rule-drafts", limit=LIST_LIMIT)
+    drafts = rows_of(answer)
+    listed = {f"draft-{d.get('id')}" for d in drafts if (d.get("state") or "open") == "open"}
+    elsewhere = [m for form_id, found in (errors or {}).items() if form_id not in listed for m in found.values()]
+    return page.render(
+        "rules/drafts.html",
+        status=status,
+        tab="drafts",
+        drafts=drafts,
+        elsewhere=elsewhere,
+        errors=errors or {},
+        values=values or {},
+        **helpers(page),
+    )
+
+
+@router.get("/rule-drafts")
+async def drafts_page(page: Page) -> Response:
+    """Drafts rules and modules proposed (a purchase order, a presale, a markdown, a transfer request): confirm or
+    dismiss each; confirming a purchase order draft posts the PO."""
+    return await _drafts_page(page)
+
+
+@router.post("/rule-drafts/{draft_id}/{decision}")
+async def decide_draft(page: Page, draft_id: DraftId, decision: str) -> Response:
+    if decision not in ("confirm", "dismiss"):
+        return await _drafts_page(page, status=404)
+    form = await page.form()
+    note = form_text(form, "note", MAX_NOTE + 1)
+    form_id = f"draft-{draft_id}"
+    values = {form_id: {"note": note}}
+    if len(note) > MAX_NOTE:
+        errors = {form_id: {"note": page.t("rules.error.too_long", n=MAX_NOTE)}}
+        return await _drafts_page(page, errors=errors, values=values, status=422)
+    try:
+        decided = await page.api.post(f"/api/v1/rule-drafts/{draft_id}/{decision}", json={"note": note or None})
+    except ApiFailure as failure:
+        if failure.status not in (403, 404, 409, 422):
+            raise
+        errors = {form_id: {"note": failure.text(page.lang)}}
+        return await _drafts_page(page, errors=errors, values=values, status=failure.status)
+    if decision == "confirm" and isinstance(decided, Mapping) and decided.get("document_id"):
+        return page.redirect(
+            f"/purchasing/{decided['document_id']}", flash="rules.flash.draft_ordered", arg=str(draft_id)
+        )
+    flash = "rules.flash.draft_confirmed" if decision == "confirm" else "rules.flash.draft_dismissed"
+    return page.redirect("/rule-drafts", flash=flash, arg=str(draft_id))

@@ -604,3 +604,45 @@ def test_the_live_check_answers_any_form_with_its_verdict(site: Site, extra: dic
     no_trace(answer)
     assert answer.status_code == 200, answer.text[:2000]
     assert html(answer).xpath("//div[@id='rule-check']/@data-ok")
+
+
+def test_a_purchase_order_draft_is_confirmed_into_a_po_and_a_presale_dismissed(site: Site) -> None:
+    import json
+
+    from edge.db import connect
+    from tests.edge.web.pages.pagedata import ensure_seller
+
+    ensure_seller(site)
+    conn = connect(site.box.db_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        ids = [
+            conn.execute(
+                "INSERT INTO rule_drafts (kind, payload, subject, rule_id, version, created_at)"
+                " VALUES (?, ?, 'COLA', 'weather-response.frost', 1, '2024-06-01T03:00:00+00:00')",
+                (kind, json.dumps(payload, ensure_ascii=False)),
+            ).lastrowid
+            for kind, payload in (
+                ("purchase_order", {"sku": "COLA", "base_unit": "piece", "supplier": "sup-1", "base_qty": 24}),
+                ("presale", {"sku": "COLA", "base_unit": "piece", "note": "霜冻预售", "note_en": "frost presale"}),
+            )
+        ]
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    order, presale = ids
+    with site.login(Role.ACCOUNTANT) as client:  # may act on drafts, may not raise purchase orders
+        card = html(client.get("/rule-drafts")).xpath(f"//article[@data-draft='{order}']")[0]
+        assert not card.xpath(".//button[not(@formaction)]") and "采购订单" in card.text_content()
+    with site.login(Role.PURCHASER, lang="en") as client:
+        page = client.get("/rule-drafts")
+        assert "frost presale" in text_of(page, f"//article[@data-draft='{presale}']")
+        done = site.post_form(client, f"/rule-drafts/{order}/confirm", {"note": ""}, page="/rule-drafts")
+        assert done.status_code == 303 and done.headers["location"].startswith("/purchasing/")
+        again = site.post_form(client, f"/rule-drafts/{order}/confirm", {"note": ""}, page="/rule-drafts")
+        assert again.status_code == 409 and "purchaser" in text_of(again, "//div[@class='form-error']")
+        gone = site.post_form(client, f"/rule-drafts/{presale}/dismiss", {"note": "not now"}, page="/rule-drafts")
+        assert gone.status_code == 303
+    listed = {d["id"]: d for d in ok(api(site, "GET", "/api/v1/rule-drafts", Role.AUDITOR))}
+    assert listed[order]["state"] == "confirmed" and listed[order]["document_id"]
+    assert listed[presale]["state"] == "dismissed"
