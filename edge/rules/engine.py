@@ -154,11 +154,18 @@ def evaluate(rules: Iterable[LoadedRule], event: Event, store_id: str) -> list[F
     """Every firing `event` causes among `rules`: the enabled ones it triggers whose condition holds, and the
     ones whose condition could not be evaluated (a failed firing, with the error)."""
     firings: list[Firing] = []
+    base: dict[str, Mapping[str, Any]] | None = None
+    shown: dict[str, Any] | None = None  # the event's facts as a firing records them, made once per event
     for rule in rules:
         if not rule.enabled or not triggered_by(rule, event):
             continue
-        facts = base_facts(event, store_id, rule.params)
-        seen = {k: v for k, v in facts.items() if k in namespaces_for(event.kind, _signal(event))} or facts
+        if base is None:
+            base = base_facts(event, store_id, {})
+            provided = namespaces_for(event.kind, _signal(event))
+            shown = plain({k: v for k, v in base.items() if k in provided} or base)
+        assert shown is not None
+        facts = {**base, "params": dict(rule.params)}
+        seen = {**shown, "params": plain(rule.params)} if "params" in shown else shown
         if rule.condition is None:
             error = rule.error or "the rule's condition could not be compiled"
             firings.append(_firing(rule, event, seen, (), error))
@@ -189,7 +196,7 @@ def _firing(
         event_key=event.key,
         trigger_kind=event.kind,
         subject=event.subject,
-        facts=plain(facts),
+        facts=facts,  # already plain (evaluate made them once per event)
         actions=actions,
         depth=event.depth,
         error=error,
