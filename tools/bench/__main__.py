@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.bench import ingest, matching, ocr, plan, posting, sync, trial_balance
+from tools.bench import ingest, matching, ocr, plan, posting, rules, sync, trial_balance
 
 
 def main() -> None:
@@ -13,6 +13,7 @@ def main() -> None:
     ocr.main([])
     plan.main([])
     sync.main([])
+    rules.main([])
 
 
 if __name__ == "__main__":
