@@ -374,7 +374,7 @@ class Settings(BaseSettings):
     )
     rule_email_routes: dict[str, tuple[str, ...]] = Field(
         default_factory=dict,
-        description="send_email `to: role:<team>`: team -> addresses (JSON object, e.g. {\"finance\": [\"a@b.cn\"]})",
+        description='send_email `to: role:<team>`: team -> addresses (JSON object, e.g. {"finance": ["a@b.cn"]})',
     )
 
     @field_validator("rule_teams")

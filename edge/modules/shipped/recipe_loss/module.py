@@ -11,9 +11,11 @@ calls the rest of the shortfall a *shortfall* when it is above `tolerance_share`
 At that one count a shortfall cannot be told from a count that missed a container: both are stock the count did not
 find. The difference shows at the next count: missed stock is found again there (a gain beyond the recipes), lost
 stock is not. So with `confirm_next_count` (the default) a shortfall only asks the manager to recount (a notice, no
-decision), and the loss is decided at the ingredient's next count, when less than `reappear_share` of it came back:
-then a ticket opens and the manager is notified. The decision is judged at the count after that one: right unless,
-over the counts since the shortfall, `reappear_share` of it turned up again after all.
+decision), and the loss is decided at the ingredient's next count: the shortfall less what that count found again,
+when that is still beyond the short count's tolerance (beyond both counts' tolerances when the next count found
+more than its own tolerance: the rest is then the difference of two counts). Then a ticket opens and the manager is
+notified. The decision is judged at the count after that one: right unless `reappear_share` of the confirmed loss
+turned up again after all (net, over the counts since the short one).
 
 A plain Python module run by the module host's worker (docs/modules.md): it reads the box database through
 `ctx.db` (read-only) and imports nothing of the box.
@@ -34,10 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "tolerance_share": 0.06,  # of the ingredient's theoretical use in the period
     "count_tolerance_share": 0.02,  # of the quantity counted
     "min_loss_units": 0,  # never flag less than this many base units
-    "reappear_share": 0.5,  # not loss when this share of the shortfall shows up again at the next count(s)
+    "reappear_share": 0.5,  # judged wrong when this share of the loss shows up again by the judging count
     "confirm_next_count": True,  # decide at the next count (a shortfall found again was a miscount), not at once
     "recount_notice": True,  # with confirm_next_count: at the short count, ask `role` to recount (no decision)
-    "recount_days": 3,  # ask the judge from this many days after the decision (it waits for the next count anyway)
+    "recount_days": 7,  # ask the judge from this many days after the decision (it waits for the next count anyway)
     "scan_days": 3,  # on a schedule tick: counts posted in the last days not yet looked at
     "queue": "quality",
     "role": "manager",
@@ -154,8 +156,9 @@ def handle(ctx: Ctx, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         key = f"count:{current.previous_id}:{sku}"
         if not already_decided(ctx.db, key):
             short = check_count(ctx.db, current.previous_id, sku, bom[sku], p)
-            if short is not None and short.flagged and confirms(short, current, p):
-                proposals.extend(propose(ctx, short, key, p, confirmed_by=current))
+            held = None if short is None else confirmed_loss(short, current)
+            if short is not None and held is not None:
+                proposals.extend(propose(ctx, short, key, p, confirmed_by=current, held=held))
         if live and truthy(p["recount_notice"]) and current.flagged:
             proposals.append(recount_notice(current, p))
     return proposals
@@ -165,10 +168,18 @@ def truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
 
 
-def confirms(short: CountCheck, following: CountCheck, p: Mapping[str, Any]) -> bool:
-    """Did the count after a shortfall leave it lost? Yes unless `reappear_share` of it came back as a gain beyond
-    the recipes (the short count missed stock that was there)."""
-    return max(-following.loss, 0.0) < float(p["reappear_share"]) * short.loss
+def confirmed_loss(short: CountCheck, following: CountCheck) -> float | None:
+    """What of the shortfall at count `short` the next count `following` did not find again, when it is still loss
+    beyond the tolerance; else None. The next count's gain beyond the recipes is stock the short count missed and
+    comes off the shortfall (a further shortfall at the next count is that count's own). When that gain is beyond
+    the next count's own tolerance (a miscount, not noise), what is left is the difference of two counts, each with
+    its error: it must then be beyond both tolerances."""
+    if not short.flagged:
+        return None
+    found = max(-following.loss, 0.0)
+    held = short.loss - found
+    needed = short.tolerance + (following.tolerance if found > following.tolerance else 0.0)
+    return held if held > needed else None
 
 
 def check_count(
@@ -263,19 +274,27 @@ def already_decided(conn: sqlite3.Connection, key: str) -> bool:
 
 
 def propose(
-    ctx: Ctx, check: CountCheck, key: str, p: Mapping[str, Any], confirmed_by: CountCheck | None = None
+    ctx: Ctx,
+    check: CountCheck,
+    key: str,
+    p: Mapping[str, Any],
+    confirmed_by: CountCheck | None = None,
+    held: float | None = None,
 ) -> list[dict[str, Any]]:
-    """A ticket for the counter's loss (carrying the decision) and a notice to the manager."""
-    loss = round(check.loss)
-    share = check.loss / check.use if check.use > 0 else 1.0
-    yuan = check.value_fen / 100
+    """A ticket for the counter's loss at count `check` (carrying the decision) and a notice to the manager; `held`:
+    what of it the next count `confirmed_by` did not find again."""
+    lost = check.loss if held is None else held
+    loss = round(lost)
+    share = lost / check.use if check.use > 0 else 1.0
+    yuan = check.value_fen * (lost / check.loss if check.loss > 0 else 0.0) / 100
     zh_confirmed = f", 盘点 {confirmed_by.doc_no} 未找回" if confirmed_by is not None else ""
     en_confirmed = f", not found again at count {confirmed_by.doc_no}" if confirmed_by is not None else ""
     predicted: dict[str, Any] = {
         "outcome": "loss",
         "sku": check.sku,
         "document_id": check.document_id,
-        "loss": round(check.loss, 1),
+        "loss": round(lost, 1),
+        "shortfall": round(check.loss, 1),
         "use": round(check.use, 1),
         "tolerance": round(check.tolerance, 1),
         "decided_on": ctx.today.isoformat(),
@@ -303,9 +322,10 @@ def propose(
         "action": "notify",
         "role": str(p["role"]),
         "message": {
-            "zh": f"熟食档 {check.name} 盘点短少 {-check.difference}, 按配方应用 {round(check.use)},"
+            "zh": f"熟食档 {check.name} 盘点 {check.doc_no} 短少 {-check.difference}, 按配方应用 {round(check.use)},"
             f" 多出损耗 {loss} (容差 {round(check.tolerance)}{zh_confirmed}); 请查找原因",
-            "en": f"counter: {check.sku} counted {-check.difference} short, recipes explain {round(check.use)};"
+            "en": f"counter: {check.sku} at count {check.doc_no} {-check.difference} short, recipes explain"
+            f" {round(check.use)};"
             f" {loss} lost beyond a tolerance of {round(check.tolerance)}{en_confirmed}: look into it",
         },
     }
@@ -343,15 +363,16 @@ def predicted_of(decision: Mapping[str, Any]) -> dict[str, Any]:
 
 def judge(ctx: Ctx, decision: Mapping[str, Any]) -> bool | None:
     """At the ingredient's first count after the decision (after the count that confirmed it, or after the short
-    count for a decision taken at once): True when the loss held (over the counts since the short one, less than
-    `reappear_share` of it came back as a gain beyond the recipes), False when the stock turned up again (the short
-    count missed stock that was there); None until that count is posted."""
+    count for a decision taken at once): True when the loss held, False when at least `reappear_share` of it turned
+    up again (the net gain beyond the recipes over the counts since the short one, counted against the shortfall:
+    the short count missed stock that was there); None until that count is posted."""
     p = params_of(ctx)
     predicted = predicted_of(decision)
     sku, document_id, loss = predicted.get("sku"), predicted.get("document_id"), predicted.get("loss")
     if not sku or document_id is None or loss is None:
         return None
-    sku, short_id = str(sku), int(document_id)
+    sku, short_id, loss = str(sku), int(document_id), float(loss)
+    shortfall = float(predicted.get("shortfall", loss))
     confirmed_by = predicted.get("confirmed_by")
     last = neighbour_count(ctx.db, int(confirmed_by) if confirmed_by is not None else short_id, sku, before=False)
     if last is None:
@@ -365,5 +386,6 @@ def judge(ctx: Ctx, decision: Mapping[str, Any]) -> bool | None:
             return None
         net += check.loss
         following = neighbour_count(ctx.db, following, sku, before=False)
-    reappeared = max(-net, 0.0)
-    return reappeared < float(p["reappear_share"]) * float(loss)
+    came_back = max(shortfall - loss, 0.0)  # found again at the confirming count, already left out of `loss`
+    reappeared = max(-net, 0.0) - came_back
+    return reappeared < float(p["reappear_share"]) * loss
