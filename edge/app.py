@@ -113,6 +113,11 @@ class StoreBox:
         self.started_at = time.monotonic()
         await asyncio.to_thread(self.prepare_database, demo=demo)
         self.writer.start()
+        from edge.rules.actions import start_ledger_cursor
+
+        # The rules read the ledger from here on (a new box: after the last posted document); postings from now are
+        # evaluated once each, also those made before the rules runtime runs (docs/rules-runtime.md).
+        await self.writer.execute(start_ledger_cursor, self.clock())
         from edge.bus.broker import EmbeddedBroker
         from edge.bus.ingest import IngestConsumer, make_stock_publisher
 

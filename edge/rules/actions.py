@@ -100,6 +100,41 @@ def execute_firings(
     return [execute_firing(conn, firing, now, config) for firing in firings]
 
 
+def execute_ledger_batch(
+    conn: sqlite3.Connection, firings: Sequence[Firing], now: datetime, config: ActionConfig, last_id: int
+) -> list[FiringResult]:
+    """The firings of a batch of posted documents and the rules' ledger cursor moved past them, in one transaction:
+    each posting is evaluated once, none is skipped (table rule_cursors)."""
+    results = execute_firings(conn, firings, now, config)
+    set_ledger_cursor(conn, last_id, now)
+    return results
+
+
+def ledger_cursor(conn: sqlite3.Connection) -> int | None:
+    """The id of the last posted document the rules have read; None before the first look."""
+    row = conn.execute("SELECT last_id FROM rule_cursors WHERE name = 'ledger'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def set_ledger_cursor(conn: sqlite3.Connection, last_id: int, now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO rule_cursors (name, last_id, at) VALUES ('ledger', ?, ?) ON CONFLICT (name) DO UPDATE"
+        " SET last_id = MAX(last_id, excluded.last_id), at = excluded.at",
+        (last_id, now.isoformat()),
+    )
+
+
+def start_ledger_cursor(conn: sqlite3.Connection, now: datetime) -> int:
+    """The first look (a new box, or one upgraded to rules): start after the last posted document, so that the
+    rules act on what is posted from now on, not on the history (a dry run shows what they would have done)."""
+    current = ledger_cursor(conn)
+    if current is not None:
+        return current
+    top = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM documents").fetchone()[0])
+    set_ledger_cursor(conn, top, now)
+    return top
+
+
 def execute_firing(conn: sqlite3.Connection, firing: Firing, now: datetime, config: ActionConfig) -> FiringResult:
     """Record the firing once and run its actions; see the module docstring."""
     origin = firing.origin

@@ -8,7 +8,10 @@ Events come in from
 - an APScheduler cron job per schedule in the active rules, in the store's time zone (`schedule`);
 - the signal producers (edge/rules/signals.py) every `rules_signal_check_seconds`, and the signals rules raise.
 
-Events wait in a bounded queue (`rules_queue_max`; beyond it they are dropped and counted, never blocking
+Posted documents are read from the ledger itself, after a cursor (table rule_cursors) that moves in the same
+transaction as the firings it caused: the after-commit listener only wakes the worker, so a busy box, a restart
+or a crash never makes the rules skip or repeat a posting. The other events (alerts, device events, schedules,
+signals) wait in a bounded queue (`rules_queue_max`; beyond it they are dropped and counted, never blocking
 ingest). One worker evaluates each against the active rules (reloaded when a rule is approved, retired or
 overridden) and runs the firings through the writer (edge/rules/actions.py). A rule that raises is a failed
 firing, counted; nothing here stops the box. A delivery loop publishes queued notifications on
@@ -153,7 +156,7 @@ class RulesRuntime:
         self.listeners: list[EventListener] = []
         self.scheduler: Any = None
         self._crons: tuple[str, ...] = ()
-        self._queue: deque[Event | int] = deque()
+        self._queue: deque[Event] = deque()
         self._wake = asyncio.Event()
         self._deliver = asyncio.Event()
         self._idle = asyncio.Event()
@@ -162,6 +165,7 @@ class RulesRuntime:
         self._alert_prefix = f"{ROOT}/{settings.store_id}/alert/"
         self._device_prefix = f"{ROOT}/{settings.store_id}/dev/"
         self._tasks: list[asyncio.Task[Any]] = []
+        self._ledger_pending = True  # read the ledger after the cursor at start: what was posted while down
         self.processed = 0
 
     # --- inputs (thin: they only queue) -----------------------------------------------------------------------
@@ -170,8 +174,8 @@ class RulesRuntime:
         """Call `listener(event)` for every event the rules see (scenario modules); it must not block."""
         self.listeners.append(listener)
 
-    def submit(self, event: Event | int) -> bool:
-        """Queue an event (or a posted document's id); False when the queue is full and it was dropped."""
+    def submit(self, event: Event) -> bool:
+        """Queue an event; False when the queue is full and it was dropped."""
         if len(self._queue) >= self.settings.rules_queue_max:
             self.metrics.dropped.inc()
             return False
@@ -182,10 +186,12 @@ class RulesRuntime:
         return True
 
     def on_postings(self, results: list[PostResult]) -> None:
-        """Writer after-commit listener: each posted document is a ledger event (per line)."""
-        for result in results:
-            if result.ok and result.document_id is not None and not result.replayed:
-                self.submit(result.document_id)
+        """Writer after-commit listener: documents were posted; the worker reads them from the ledger (each line
+        a ledger event) after the rules' cursor. Nothing is queued here, so nothing can be dropped."""
+        if any(r.ok and r.document_id is not None and not r.replayed for r in results):
+            self._ledger_pending = True
+            self._idle.clear()
+            self._wake.set()
 
     def offer_device_event(self, device: str, kind: str, payload: bytes) -> None:
         """Keep a device event until its ack says the box accepted it (`on_bus`). Never raises."""
@@ -350,60 +356,83 @@ class RulesRuntime:
 
     async def _work(self) -> None:
         while True:
+            if self._ledger_pending:
+                self._ledger_pending = False
+                try:
+                    if await self.catch_up_ledger():
+                        self._ledger_pending = True  # more than one batch waits
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the writer busy or closing: the cursor did not move, so try again shortly
+                    self.metrics.errors.inc()
+                    log.exception("rules: reading the ledger failed; retried")
+                    self._ledger_pending = True
+                    await asyncio.sleep(1.0)
+                continue
             if not self._queue:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             item = self._queue.popleft()
-            documents: list[int] = []
-            if isinstance(item, int):  # posted documents waiting together are read in one go
-                documents.append(item)
-                while len(documents) < DOCUMENTS_PER_READ and self._queue and isinstance(self._queue[0], int):
-                    nxt = self._queue.popleft()
-                    assert isinstance(nxt, int)
-                    documents.append(nxt)
             self.metrics.queue.set(len(self._queue))
             try:
-                if documents:
-                    await self.process_documents(documents)
-                else:
-                    await self.process(item)
+                await self._one(item)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug, the writer gone: these events only; the box keeps posting
+            except Exception:  # a bug, the writer gone: this event only; the box keeps posting
                 self.metrics.errors.inc()
                 log.exception("rules: processing an event failed")
-            self.processed += max(1, len(documents))
+            self.processed += 1
 
     async def wait_idle(self) -> None:
-        """Until the queue is empty and the worker is between events (tests and the dry-run route use it)."""
-        while self._queue or not self._idle.is_set():
+        """Until the ledger is read, the queue is empty and the worker is between events (tests, the dry run)."""
+        while self._queue or self._ledger_pending or not self._idle.is_set():
             await self._idle.wait()
 
-    async def process(self, item: Event | int) -> list[FiringResult]:
-        """Evaluate one event (or every line of a posted document) and run the firings; the signals they raise
-        are queued (depth-limited by the actions)."""
-        if isinstance(item, int):
-            return await self.process_documents([item])
-        return await self._one(item)
-
-    async def process_documents(self, documents: Sequence[int]) -> list[FiringResult]:
-        """The ledger events of posted documents: only of the types some rule is triggered by, unless someone
-        (a scenario module) listens to every event."""
+    async def catch_up_ledger(self) -> bool:
+        """Read up to DOCUMENTS_PER_READ posted documents after the cursor, evaluate their lines, and record the
+        firings with the cursor moved past them in one writer job. True when more documents wait."""
         doc_types: set[str] | None = None
-        if not self.listeners:
+        if not self.listeners:  # only the types some rule is triggered by, unless a module listens to all
             doc_types = {r.trigger_key for r in self.rules if r.trigger_kind == "ledger" and r.enabled}
-            if not doc_types or not self.settings.rules_enabled:
-                return []
+            if not self.settings.rules_enabled:
+                doc_types = set()
+        now = self.clock()
 
-        def read(conn: sqlite3.Connection) -> list[Event]:
-            return [e for d in documents for e in engine.ledger_events(conn, d, doc_types)]
+        def read(conn: sqlite3.Connection) -> tuple[int | None, list[int], list[Event]]:
+            cursor = actions.ledger_cursor(conn)
+            if cursor is None:
+                return None, [], []
+            ids = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM documents WHERE id > ? ORDER BY id LIMIT ?", (cursor, DOCUMENTS_PER_READ)
+                )
+            ]
+            if doc_types is not None and not doc_types:
+                return cursor, ids, []
+            return cursor, ids, [e for d in ids for e in engine.ledger_events(conn, d, doc_types)]
 
-        results: list[FiringResult] = []
-        for event in await asyncio.to_thread(self._read, read):
-            results.extend(await self._one(event))
-        return results
+        cursor, ids, events = await asyncio.to_thread(self._read, read)
+        if cursor is None:
+            await self.writer.execute(actions.start_ledger_cursor, now)
+            return False
+        if not ids:
+            return False
+        firings = []
+        for event in events:
+            firings.extend(await self._evaluate(event))
+        results: list[FiringResult] = await self.writer.execute(
+            actions.execute_ledger_batch, firings, self.clock(), self.config, ids[-1]
+        )
+        self._after(results)
+        self.processed += len(ids)
+        return len(ids) == DOCUMENTS_PER_READ
+
+    async def process(self, event: Event) -> list[FiringResult]:
+        """Evaluate one event and run its firings; the signals they raise are queued (depth-limited)."""
+        return await self._one(event)
 
     def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
         conn = self.open_reader()
@@ -412,7 +441,8 @@ class RulesRuntime:
         finally:
             conn.close()
 
-    async def _one(self, event: Event) -> list[FiringResult]:
+    async def _evaluate(self, event: Event) -> list[engine.Firing]:
+        """Hand the event to the listeners (scenario modules), then the firings it causes among the rules."""
         self.metrics.events.labels(kind=event.kind).inc()
         for listener in self.listeners:
             try:
@@ -423,12 +453,20 @@ class RulesRuntime:
                 log.exception("rules: an event listener failed")
         if not self.settings.rules_enabled:
             return []
-        firings = engine.evaluate(self.rules, event, self.settings.store_id)
+        return engine.evaluate(self.rules, event, self.settings.store_id)
+
+    async def _one(self, event: Event) -> list[FiringResult]:
+        firings = await self._evaluate(event)
         if not firings:
             return []
         results: list[FiringResult] = await self.writer.execute(
             actions.execute_firings, firings, self.clock(), self.config
         )
+        self._after(results)
+        return results
+
+    def _after(self, results: Sequence[FiringResult]) -> None:
+        """Count the firings, wake the delivery for what they queued, queue the signals they raised."""
         for result in results:
             if result.replayed:
                 continue
@@ -437,7 +475,6 @@ class RulesRuntime:
                 self._deliver.set()
             for signal in result.signals:
                 self.submit(signal)
-        return results
 
     # --- delivery: notifications on MQTT, e-mails by SMTP ------------------------------------------------------
 

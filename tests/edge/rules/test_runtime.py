@@ -429,10 +429,16 @@ def test_the_broker_tap_never_raises_and_queues_only_events(topic: str, payload:
     assert not any(item.name == "rule" for item in runtime._queue)
 
 
-def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+def test_a_full_queue_drops_and_counts_instead_of_blocking_and_postings_are_never_queued(tmp_path: Path) -> None:
+    from edge.rules.engine import signal_event
+
     registry = CollectorRegistry()
     runtime = idle_runtime(tmp_path, registry, rules_queue_max=10)
-    results = [PostResult(f"k{n}", True, "ok", "", "", document_id=n) for n in range(15)]
-    runtime.on_postings(results)
+    for n in range(15):
+        runtime.submit(signal_event("rule.x", str(n), datetime.now(UTC), {"signal": {"name": "rule.x"}}))
     assert len(runtime._queue) == 10
+    assert registry.get_sample_value("storebox_rules_events_dropped_total") == 5
+    # postings only wake the worker, which reads them from the ledger after its cursor: none can be dropped
+    runtime.on_postings([PostResult(f"k{n}", True, "ok", "", "", document_id=n) for n in range(50)])
+    assert len(runtime._queue) == 10 and runtime._ledger_pending
     assert registry.get_sample_value("storebox_rules_events_dropped_total") == 5
