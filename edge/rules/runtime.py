@@ -166,6 +166,7 @@ class RulesRuntime:
         self._device_prefix = f"{ROOT}/{settings.store_id}/dev/"
         self._tasks: list[asyncio.Task[Any]] = []
         self._ledger_pending = True  # read the ledger after the cursor at start: what was posted while down
+        self._idle.clear()
         self.processed = 0
 
     # --- inputs (thin: they only queue) -----------------------------------------------------------------------
@@ -388,7 +389,10 @@ class RulesRuntime:
     async def wait_idle(self) -> None:
         """Until the ledger is read, the queue is empty and the worker is between events (tests, the dry run)."""
         while self._queue or self._ledger_pending or not self._idle.is_set():
-            await self._idle.wait()
+            if self._idle.is_set():  # work is waiting but the worker has not taken it yet: let it run
+                await asyncio.sleep(0.01)
+            else:
+                await self._idle.wait()
 
     async def catch_up_ledger(self) -> bool:
         """Read up to DOCUMENTS_PER_READ posted documents after the cursor, evaluate their lines, and record the
