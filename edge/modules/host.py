@@ -202,6 +202,10 @@ def install_shipped(
 # --- what runs in the writer ------------------------------------------------------------------------------------
 
 
+def _depth(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1000 else 0
+
+
 def apply_proposals(
     conn: sqlite3.Connection,
     name: str,
@@ -226,6 +230,9 @@ def apply_proposals(
             subject=None if event.get("subject") is None else str(event.get("subject")),
             facts=event.get("facts") or {},
             actions=tuple(actions),
+            # the depth of the signal that woke the module: a chain of signals through modules (and rules) is cut
+            # at rules_signal_depth_max like one through rules only
+            depth=_depth(event.get("depth")),
             at=datetime.fromisoformat(now),
         )
         outcome = execute_firing(conn, firing, datetime.fromisoformat(now), config)

@@ -77,6 +77,7 @@ class Event:
             "at": self.at.isoformat(),
             "subject": self.subject,
             "facts": plain(self.facts),
+            "depth": self.depth,  # a module's firing on this event carries it: its signals are cut like rules'
         }
 
 

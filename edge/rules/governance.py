@@ -106,6 +106,16 @@ def _wrong_state(rule_id: str, version: int, state: str, wanted: str, action_zh:
     )
 
 
+def writers_of(conn: sqlite3.Connection, rule_id: str, version: int, author: str) -> set[str]:
+    """Everyone who wrote this version: its author and whoever edited it since (a second person may review only
+    what they did not write themselves)."""
+    rows = conn.execute(
+        "SELECT DISTINCT actor FROM rule_reviews WHERE rule_id = ? AND version = ? AND action IN ('created', 'edited')",
+        (rule_id, version),
+    ).fetchall()
+    return {author, *(str(r[0]) for r in rows)}
+
+
 def submit(conn: sqlite3.Connection, rule_id: str, reviewer: str, actor: str, now: datetime) -> dict[str, Any]:
     """Send the newest draft to `reviewer`."""
     with atomic(conn):
@@ -125,10 +135,10 @@ def submit(conn: sqlite3.Connection, rule_id: str, reviewer: str, actor: str, no
         name = reviewer.strip() if isinstance(reviewer, str) else ""
         if not name:
             raise RuleInvalid("须指定审核人", "a reviewer must be named", field="reviewer")
-        if name in (latest["author"], actor):
+        if name in writers_of(conn, rule_id, version, latest["author"]) | {actor}:
             raise ReviewRefused(
-                f"审核人不能是规则的作者或提交人 ({name})",
-                f"the reviewer cannot be the rule's author or the one submitting it ({name})",
+                f"审核人不能是规则的作者、修改人或提交人 ({name})",
+                f"the reviewer cannot be one who wrote or edited this version, or who submits it ({name})",
                 reviewer=name,
                 author=latest["author"],
             )
@@ -165,11 +175,13 @@ def approve(
         version = int(latest["version"])
         if latest["state"] != "in_review":
             raise _wrong_state(rule_id, version, latest["state"], "in_review", "批准", "approved")
-        if actor == latest["author"]:
+        if actor in writers_of(conn, rule_id, version, latest["author"]) | {latest["submitted_by"]}:
             raise ReviewRefused(
-                f"作者 {actor} 不能批准自己写的规则: 须由其他审核人批准",
-                f"{actor} wrote this rule and cannot approve it: another reviewer must",
-                author=actor,
+                f"{actor} 写过、改过或提交了这一版规则，不能批准: 须由其他审核人批准",
+                f"{actor} wrote, edited or submitted this version of the rule and cannot approve it: another "
+                "reviewer must",
+                author=latest["author"],
+                actor=actor,
                 reviewer=latest["reviewer"],
             )
         document = json.loads(latest["document"])

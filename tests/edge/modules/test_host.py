@@ -170,3 +170,29 @@ def test_a_module_that_does_not_load_or_dies_is_failed_with_the_reason(hostbox: 
     # Enabling it again starts a new worker (the failure is on record).
     hb.run(hb.host.set_enabled("dying", True, actor="test"))
     assert "dying" in hb.host.runners and hb.state("dying") == "enabled"
+
+
+def test_a_module_that_answers_its_own_signal_is_cut_at_the_signal_depth_like_a_rule(hostbox: HostBox) -> None:
+    hb = hostbox
+    code = """
+    def handle(ctx, event):
+        return [{"action": "emit_signal", "name": "rule.ping", "subject": event["key"][:40]}]
+
+    def judge(ctx, decision):
+        return None
+    """
+    subscribes = [{"kind": "ledger", "doc_type": "sale"}, {"kind": "signal", "name": "rule.ping"}]
+    hb.install(write_module(hb.root, "pinger", 1, code, subscribes=subscribes, may=["emit_signal"]))
+    wait_for(lambda: "pinger" in hb.host.runners, "the worker")
+    pos = hb.device()
+    hb.sell(pos, MILK)
+    limit = hb.settings.rules_signal_depth_max
+    skipped = "SELECT a.state FROM rule_actions a JOIN rule_firings f ON f.id = a.firing_id WHERE f.depth = ?"
+    wait_for(lambda: hb.sql(skipped, (limit,)), "the chain to reach its limit")
+    hb.sell(pos, BREAD)  # the box goes on; the first chain stays cut
+    wait_for(lambda: len(hb.sql("SELECT 1 FROM rule_firings WHERE depth = 0")) == 2, "the second sale")
+    wait_for(lambda: len(hb.sql(skipped, (limit,))) == 2, "the second chain to reach its limit")
+    depths = [r[0] for r in hb.sql("SELECT depth FROM rule_firings WHERE rule_id = 'module:pinger' ORDER BY id")]
+    assert max(depths) == limit and len(depths) == 2 * (limit + 1)  # two sales, each a chain cut at the limit
+    states = [r[0] for r in hb.sql(skipped, (limit,))]
+    assert set(states) == {"skipped"}

@@ -105,9 +105,23 @@ def test_the_author_cannot_approve_but_any_other_reviewer_can(conn: sqlite3.Conn
     governance.submit(conn, RULE, "manager", "admin", T0)  # sent by someone else: still the purchaser's rule
     with pytest.raises(governance.ReviewRefused) as own:
         governance.approve(conn, RULE, "purchaser", T0)
-    assert own.value.detail == {"author": "purchaser", "reviewer": "manager"}
+    assert own.value.detail == {"author": "purchaser", "actor": "purchaser", "reviewer": "manager"}
+    with pytest.raises(governance.ReviewRefused):
+        governance.approve(conn, RULE, "admin", T0)  # who submitted it does not approve it either
     out = governance.approve(conn, RULE, "accountant", T0)
     assert out["state"] == "active" and out["versions"][0]["approved_by"] == "accountant"
+
+
+def test_whoever_edited_a_version_can_neither_review_nor_approve_it(conn: sqlite3.Connection) -> None:
+    store.update_rule(conn, RULE, lead_rule(params={"threshold_days": 0}), "manager", T0)  # the manager rewrites it
+    with pytest.raises(governance.ReviewRefused):
+        governance.submit(conn, RULE, "manager", "purchaser", T0)
+    governance.submit(conn, RULE, "accountant", "purchaser", T0)
+    with pytest.raises(governance.ReviewRefused) as edited:
+        governance.approve(conn, RULE, "manager", T0)
+    assert edited.value.detail["actor"] == "manager"
+    assert states(conn) == [(1, "in_review")]
+    assert governance.approve(conn, RULE, "accountant", T0)["state"] == "active"
 
 
 def test_submit_lists_everything_a_rule_lacks_for_review(conn: sqlite3.Connection) -> None:
