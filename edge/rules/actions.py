@@ -654,6 +654,12 @@ def _tag_return(ctx: _Context, index: int, spec: Mapping[str, Any]) -> tuple[Act
     return ActionOutcome(index, "tag_return", "done", "return_flow", str(flow), result), None
 
 
+def one_line(text: str) -> str:
+    """A header's text: a fact with a line break (a return's free-text reason) folded into spaces, because an
+    e-mail header may not hold CR or LF (and must not: header injection)."""
+    return " ".join(text.split())
+
+
 def resolve_recipients(to: Sequence[str], routes: Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
     """Addresses for `to` (addresses, or `role:<team>` looked up in settings.rule_email_routes): (addresses,
     teams without a route)."""
@@ -679,7 +685,7 @@ def _send_email(ctx: _Context, index: int, spec: Mapping[str, Any]) -> tuple[Act
             f"no recipient: team(s) {', '.join(missing)} have no address in the setting rule_email_routes",
             teams=missing,
         )
-    subject, subject_en = ctx.text(spec["subject"])
+    subject, subject_en = (one_line(t) for t in ctx.text(spec["subject"]))
     body, body_en = ctx.text(spec["body"])
     ts = ctx.now.isoformat()
     cursor = ctx.conn.execute(

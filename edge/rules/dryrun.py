@@ -75,6 +75,7 @@ class DryRun:
     events: int = 0
     firings: int = 0
     failed: int = 0
+    failed_actions: int = 0  # actions the live run would fail (an e-mail to a team without an address)
     truncated: bool = False
     actions: dict[str, int] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -93,6 +94,7 @@ class DryRun:
             "events": self.events,
             "firings": self.firings,
             "failed": self.failed,
+            "failed_actions": self.failed_actions,
             "truncated": self.truncated,
             "actions": dict(self.actions),
             "samples": list(self.samples),
@@ -149,6 +151,11 @@ def dry_run(
             for spec in firing.actions:
                 kind = str(spec.get("action"))
                 result.actions[kind] = result.actions.get(kind, 0) + 1
+            failing = [w for w in would if w.get("error")]
+            if failing:  # the live firing would be `partial` (or `failed` when no action works)
+                result.failed_actions += len(failing)
+                if len(result.errors) < sample:
+                    result.errors.append(f"{firing.event_key}: {failing[0]['action']}: {failing[0]['error']}")
             if len(result.samples) < sample:
                 result.samples.append(
                     {
@@ -363,6 +370,10 @@ def _would(
         out["to"] = addresses
         if missing:
             out["teams_without_address"] = missing
+        if not addresses:  # the live run fails this action, so the dry run says so (docs/rules-runtime.md)
+            out["error"] = (
+                f"no recipient: team(s) {', '.join(missing)} have no address in the setting rule_email_routes"
+            )
         out["subject"], out["subject_en"] = render_text(spec["subject"], facts)
     elif kind == "emit_signal":
         out["signal"] = spec["name"]

@@ -101,7 +101,7 @@ class SmtpMailer:
         message = EmailMessage()
         message["From"] = self.settings.smtp_from
         message["To"] = ", ".join(email.recipients)
-        message["Subject"] = email.bilingual_subject
+        message["Subject"] = actions.one_line(email.bilingual_subject)  # rows queued before the fold, too
         message["Date"] = formatdate(ts.timestamp(), localtime=False)
         message["Message-ID"] = make_msgid(f"rule-{email.id}")
         message["X-StoreBox-Rule"] = f"{email.rule_id}@{email.version}"

@@ -202,6 +202,7 @@ class DryRunOut(BaseModel):
     events: int = Field(description="events replayed")
     firings: int = Field(description="times the condition held")
     failed: int = Field(description="firings whose evaluation failed")
+    failed_actions: int = Field(0, description="actions the live run would fail (an e-mail to a team with no address)")
     truncated: bool
     actions: dict[str, int] = Field(description="how many times each action would have run")
     samples: list[dict[str, Any]] = Field(description="the first firings: facts and what each action would do")

@@ -280,3 +280,10 @@ def test_a_notification_payload_follows_the_bus_contract(db: RulesDB) -> None:
     assert body["data"]["role"] == "category_manager" and body["data"]["message_en"] == "COLA returned: 2"
     assert db.run(actions.mark_notifications_published, [notice.id], db.now) == 1
     assert db.run(actions.unpublished_notifications) == []
+
+
+def test_a_fact_with_a_line_break_is_folded_out_of_an_email_subject() -> None:
+    from edge.rules.actions import one_line
+
+    assert one_line("退货 坏了\r\nBcc: x@y.z") == "退货 坏了 Bcc: x@y.z"
+    assert "\n" not in one_line("a\nb\rc\td")

@@ -159,3 +159,22 @@ def test_a_dry_run_replays_the_forecasts_pushed_in_the_window(db: RulesDB) -> No
     assert result.replayable and result.events == 2 and result.firings == 1
     assert result.samples[0]["facts"]["weather"]["days_ahead"] == 1
     assert result.samples[0]["actions"][0]["message"].endswith("霜冻")
+
+
+def test_an_email_to_a_team_without_an_address_is_a_failed_action_in_the_dry_run_as_it_is_live(db: RulesDB) -> None:
+    db.document(DocType.RECEIPT, Line("COLA", 50, price_fen=226), counterparty="sup-1")
+    db.document(DocType.CUSTOMER_RETURN, Line("COLA", 1), reason="damaged_packaging")
+    document = return_routing()
+    document["then"] = [
+        {
+            "action": "send_email",
+            "to": ["role:finance"],
+            "subject": {"zh": "退货 {document.no}", "en": "return {document.no}"},
+            "body": {"zh": "见附件", "en": "see attached"},
+        }
+    ]
+    result = run(db, document, 7, email_routes={})
+    assert result.firings == 1 and result.failed_actions == 1
+    assert "no recipient" in result.samples[0]["actions"][0]["error"] and "finance" in result.errors[0]
+    routed = run(db, document, 7, email_routes={"finance": ("ap@example.cn",)})
+    assert routed.failed_actions == 0 and routed.samples[0]["actions"][0]["to"] == ["ap@example.cn"]
