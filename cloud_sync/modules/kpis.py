@@ -134,9 +134,11 @@ def _report(n: int, item: Any) -> KpiReport:
     at = item.get("at")
     if at is not None and (not isinstance(at, str) or len(at) > 40 or not at.isprintable()):
         raise KpiReportInvalid(n, "at", "应为时间文本 (最多 40 个字符)", "must be a time text (at most 40 characters)")
-    return KpiReport(
-        module, version, judged, right, wrong, ratio("precision"), ratio("false_positive_rate"), window, at
-    )
+    ratio("precision"), ratio("false_positive_rate")  # checked for shape; the stored ratios come from the counts
+    # What HQ shows and gates on agrees with the counts, whatever ratio a box (or a bug) sent along with them.
+    precision = right / judged if judged else None
+    false_positive_rate = wrong / judged if judged else None
+    return KpiReport(module, version, judged, right, wrong, precision, false_positive_rate, window, at)
 
 
 def _upsert(conn: sa.Connection, values: Mapping[str, Any]) -> None:

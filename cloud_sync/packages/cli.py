@@ -41,7 +41,7 @@ def keygen(out: Annotated[Path, typer.Option("--out", help="private key file to 
 
 @packages_app.command()
 def build(
-    kind: Annotated[str, typer.Option("--kind", help="price_list | rule_pack | model | firmware_profile")],
+    kind: Annotated[str, typer.Option("--kind", help="price_list | rule_pack | model | firmware_profile | module")],
     name: Annotated[str, typer.Option("--name", help="the package's name, e.g. prices or demand")],
     version: Annotated[int, typer.Option("--version", help="integer, higher than every earlier one of kind+name")],
     files: Annotated[list[Path], typer.Option("--file", help="a file to include (repeat); stored under its name")],

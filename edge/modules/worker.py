@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     # The protocol owns the original stdout; anything the module prints goes to stderr.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     sys.stdout = sys.stderr
+    # ...and file descriptor 1 itself points at stderr from here on, so that a module (or a C library it calls)
+    # writing to fd 1 directly cannot put a line into the protocol either.
+    os.dup2(sys.stderr.fileno(), 1)
     from edge.modules.manifest import load_manifest_file
 
     manifest = load_manifest_file(args.module_dir / "manifest.yaml")

@@ -194,6 +194,13 @@ def parse_trigger(value: Any) -> Trigger:
         )
     if kind is TriggerKind.ALERT and not ALERT_KIND.match(raw):
         raise _invalid("trigger.alert", f"告警类型写法不对: {raw!r}", f"not an alert kind: {raw!r}")
+    if kind is TriggerKind.ALERT and raw == "rule":
+        raise _invalid(
+            "trigger.alert",
+            "规则的通知 (alert/rule) 不能触发规则 (否则会循环); 请用 emit_signal 与 signal 触发条件串联规则",
+            "a rule's notice (alert/rule) never triggers a rule (it would loop); chain rules with emit_signal and a "
+            "signal trigger",
+        )
     if kind is TriggerKind.SCHEDULE:
         check_cron(raw)
     if kind is TriggerKind.SIGNAL:

@@ -12,7 +12,8 @@ transfers_app = typer.Typer(
     help="门店调拨 / cross-store transfers: other stores' stock, incoming and outgoing transfers.", no_args_is_help=True
 )
 packages_app = typer.Typer(
-    help="总部下发包 / HQ packages: price lists, rule packs, models, firmware profiles.", no_args_is_help=True
+    help="总部下发包 / HQ packages: price lists, rule packs, models, firmware profiles, scenario modules.",
+    no_args_is_help=True,
 )
 backup_app = typer.Typer(help="备份与恢复 / backup and restore of the data dir.", no_args_is_help=True)
 

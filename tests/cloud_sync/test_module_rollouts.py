@@ -365,6 +365,13 @@ async def test_the_kpi_endpoint_takes_only_signed_well_formed_reports(chain: Cha
         (1, 5, 4, 1),
         (4, 12, 11, 2),
     ]
+    # ratios that contradict the counts are not believed: what HQ keeps comes from the counts
+    await chain.report("s1", 4, judged=3, right=3, wrong=0, precision=0.5, false_positive_rate=0.5)
+    kpis = await chain.hq.ok("GET", "/kpis?store=s1")
+    shown = next(k for k in kpis["items"] if k["version"] == 4)
+    assert (shown["judged"], shown["right"]) == (3, 3)
+    assert {v for k, v in shown.items() if k in ("precision", "precision_rate")} == {1.0}
+    assert {v for k, v in shown.items() if k == "false_positive_rate"} == {0.0}
 
 
 def test_the_gate_compares_counts_not_rounded_ratios() -> None:

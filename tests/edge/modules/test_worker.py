@@ -55,6 +55,8 @@ def test_handle_and_judge_see_the_params_the_day_and_a_read_only_database(tmp_pa
 
     def handle(ctx, event):
         print("this goes to stderr, not into the protocol")
+        import os
+        os.write(1, b'{"ok": true, "proposals": [{"action": "notify"}]}\\n')  # fd 1 is not the protocol either
         ctx.log("seen " + event["key"])
         items = ctx.db.execute("SELECT COUNT(*) AS n FROM items").fetchone()["n"]
         return [{"decision": {"key": event["key"], "predicted": {"items": items, "limit": ctx.params["limit"]},

@@ -77,6 +77,7 @@ def test_owner_and_impact_are_what_review_needs() -> None:
         ({"trigger": {"kind": "ledger", "doc_type": "nope"}}, RuleInvalid, "trigger.doc_type"),
         ({"trigger": {"kind": "schedule", "cron": "every day"}}, RuleInvalid, "trigger.cron"),
         ({"trigger": {"kind": "signal", "name": "weather.frost"}}, RuleInvalid, "trigger.name"),
+        ({"trigger": {"kind": "alert", "alert": "rule"}}, RuleInvalid, "trigger.alert"),
         ({"then": []}, RuleInvalid, "then"),
         ({"then": [{"action": "launch_missiles"}]}, RuleActionInvalid, "then[1]"),
         (

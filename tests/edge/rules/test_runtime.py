@@ -389,7 +389,12 @@ def test_a_rule_signal_reaches_the_rule_it_triggers_and_the_rules_notice_never_t
             {"action": "notify", "role": "supplier_claims", "message": {"zh": "跟进 {signal.subject}", "en": "x"}}
         ],
     }
-    with running_box(tmp_path, [echo, raising, chained]) as box:
+    from edge.rules.errors import RuleInvalid
+    from edge.rules.model import validate_rule
+
+    with pytest.raises(RuleInvalid):  # a rule on the rules' own notices is refused at save: it could only loop
+        validate_rule(echo)
+    with running_box(tmp_path, [raising, chained]) as box:
         doc = box.post(
             PostDocument("ret-1", DocType.CUSTOMER_RETURN, (Line("MILK-1L", 1),), reason="damaged_packaging")
         )
