@@ -516,9 +516,12 @@ def restore_parameter_changes(
     firing_id: int | None = None,
     rule_id: str | None = None,
     version: int | None = None,
+    kept: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Undo the planning-parameter changes of a firing (or of a rule, or a rule version), newest first, so each
-    row gets exactly the value it had before; audited. Returns what was restored."""
+    row gets exactly the value it had before; audited. A row whose value someone (or something) changed since the
+    rule's last change keeps that value and is listed in `kept` (as a price list's rollback keeps a price changed
+    since). Returns what was restored."""
     if firing_id is None and rule_id is None:
         raise ValueError("name a firing or a rule")
     where = "firing_id = ?" if firing_id is not None else "rule_id = ?"
@@ -531,9 +534,30 @@ def restore_parameter_changes(
     ).fetchall()
     ts = now.isoformat()
     restored: list[dict[str, Any]] = []
+    newest: dict[tuple[str, str, str], float] = {}
     for row in rows:
         parameter = row["parameter"]
         if parameter not in PARAMETER_LIMITS:
+            continue
+        key = (row["sku"], row["supplier"], parameter)
+        if key not in newest:  # the newest change of this row decides: is the value still the rule's?
+            current = conn.execute(
+                f"SELECT {parameter} FROM item_suppliers WHERE sku = ? AND supplier = ?", (row["sku"], row["supplier"])
+            ).fetchone()
+            newest[key] = float(row["after"]) if current is not None else float("nan")
+            if current is None or abs(float(current[0]) - float(row["after"])) > 1e-9:
+                newest[key] = float("nan")
+                if kept is not None:
+                    kept.append(
+                        {
+                            "sku": row["sku"],
+                            "supplier": row["supplier"],
+                            "parameter": parameter,
+                            "current": None if current is None else float(current[0]),
+                            "rule_set": row["after"],
+                        }
+                    )
+        if newest[key] != newest[key]:  # NaN: changed since, kept as it is
             continue
         conn.execute(
             f"UPDATE item_suppliers SET {parameter} = ?, updated_at = ?, updated_by = ? WHERE sku = ? AND supplier = ?",
@@ -554,6 +578,19 @@ def restore_parameter_changes(
             detail={**change, "rule_id": row["rule_id"], "version": row["version"], "restored_to": row["before"]},
         )
     return restored
+
+
+def restore_rule_parameters(
+    conn: sqlite3.Connection, rule_id: str, actor: str, now: datetime, version: int | None = None
+) -> dict[str, Any]:
+    """What the API and CLI call: a rule's (or one version's) parameter changes undone in one transaction."""
+    from edge.rules.store import UnknownRule
+
+    if conn.execute("SELECT 1 FROM rules WHERE id = ?", (rule_id,)).fetchone() is None:
+        raise UnknownRule(rule_id)
+    kept: list[dict[str, Any]] = []
+    restored = restore_parameter_changes(conn, actor, now, rule_id=rule_id, version=version, kept=kept)
+    return {"rule_id": rule_id, "version": version, "restored": restored, "kept": kept}
 
 
 def _create_draft(ctx: _Context, index: int, spec: Mapping[str, Any]) -> tuple[ActionOutcome, Event | None]:

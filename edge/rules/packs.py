@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
+from edge.rules.actions import restore_parameter_changes
 from edge.rules.errors import RuleError, RuleInvalid
 from edge.rules.governance import activate
 from edge.rules.model import Rule, validate_rule
@@ -253,7 +254,19 @@ def remove_pack(
             signature = row["signature"]
         else:
             signature = None
-        result = _put_in_force(conn, source, name, to_version, content, actor, now, signature)
+        before = _active_versions(conn, source, name)
+        result: dict[str, Any] = dict(_put_in_force(conn, source, name, to_version, content, actor, now, signature))
+        # What the withdrawn versions changed in the plan goes back too (a value changed since by someone else
+        # stays, listed in parameters_kept): the previous behaviour, and its state, exactly.
+        after = _active_versions(conn, source, name)
+        kept: list[dict[str, Any]] = []
+        restored = 0
+        for rule_id, version in sorted(before.items()):
+            if after.get(rule_id) != version:
+                restored += len(
+                    restore_parameter_changes(conn, actor, now, rule_id=rule_id, version=version, kept=kept)
+                )
+        result.update(parameters_restored=restored, parameters_kept=kept)
         audit_pack(
             conn,
             now,
@@ -272,6 +285,15 @@ def remove_pack(
             "to_version": to_version,
             **result,
         }
+
+
+def _active_versions(conn: sqlite3.Connection, source: str, name: str) -> dict[str, int]:
+    """The version in force of each rule the pack owns."""
+    return {
+        str(row["id"]): int(row["active_version"])
+        for row in conn.execute("SELECT * FROM rules WHERE pack = ? AND active_version IS NOT NULL", (name,))
+        if _owned_by(row, source, name)
+    }
 
 
 def _put_in_force(

@@ -303,6 +303,20 @@ def retire(
     _echo(_write(_settings(config, data_dir), retire_rule, rule_id, actor, _now(), reason))
 
 
+@rules_app.command("restore-parameters")
+def restore_parameters(
+    rule_id: str,
+    version: Annotated[int | None, typer.Option(min=1, help="only this version's changes")] = None,
+    actor: ActorOption = "cli",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Undo the planning-parameter changes the rule made (values changed since by someone else stay: `kept`)."""
+    from edge.rules.actions import restore_rule_parameters
+
+    _echo(_write(_settings(config, data_dir), restore_rule_parameters, rule_id, actor, _now(), version))
+
+
 def parse_param(text: str) -> tuple[str, Any]:
     """`name=value`; the value is read as YAML (15, 0.5, true, 包装破损, [a, b]); `name=` drops the override."""
     name, sep, raw = text.partition("=")

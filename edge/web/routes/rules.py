@@ -514,6 +514,37 @@ async def retire(
     )
 
 
+class RestoreIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(None, ge=1, le=MAX_ID, description="only this version's changes (default: all)")
+
+
+class RestoreOut(BaseModel):
+    rule_id: str
+    version: int | None
+    restored: list[dict[str, Any]] = Field(description="each change undone: sku, supplier, parameter, restored_to")
+    kept: list[dict[str, Any]] = Field(description="rows changed since by someone else: their value stays")
+
+
+@router.post(
+    "/rules/{rule_id}/restore-parameters",
+    response_model=RestoreOut,
+    responses=WRITE_RESPONSES,
+    summary="Undo a rule's planning-parameter changes / 撤销规则对计划参数的调整",
+)
+async def restore_parameters(
+    rule_id: RuleId, deps: Deps, user: Annotated[User, require("rules:act")], body: RestoreIn | None = None
+) -> Any:
+    """Every planning-parameter change the rule (or one version of it) made and nobody has undone goes back to
+    the value before it, newest first, in one transaction; a value changed since by someone else stays and is
+    listed in `kept`. Audited."""
+    from edge.rules.actions import restore_rule_parameters
+
+    version = body.version if body else None
+    return await deps.writer.execute(restore_rule_parameters, rule_id, user.username, deps.clock(), version)
+
+
 @router.put(
     "/rules/{rule_id}/override",
     response_model=OverrideOut,

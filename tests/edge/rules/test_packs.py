@@ -487,3 +487,30 @@ def test_shipped_frost_rule_raises_fresh_safety_stock_mails_the_partner_and_prop
     assert json.loads(email["recipients"]) == ["orders@partner.example"] and "-3" in email["body"]
     [draft] = ledger.rows("SELECT kind, subject, rule_id, state FROM rule_drafts")
     assert draft == {"kind": "presale", "subject": "FR0001", "rule_id": "weather-response.frost", "state": "open"}
+
+
+def test_rolling_a_pack_back_restores_the_parameters_its_rules_changed_except_those_changed_since(
+    ledger: Any,
+) -> None:
+    from edge.rules.engine import signal_event, supplier_facts
+
+    before = {r["sku"]: r["service_level"] for r in ledger.rows("SELECT sku, service_level FROM item_suppliers")}
+    facts = {
+        "supplier": supplier_facts(ledger.conn, "sup-1"),
+        "lead_time": {"days": 20.0, "previous_days": 3.0, "change_days": 17.0, "deliveries": 4},
+    }
+    (result,) = fire_event(ledger, signal_event("supplier.lead_time_changed", "grew", ledger.now, facts, "sup-1"))
+    assert result.state == "done"
+    changed = {r["sku"] for r in ledger.rows("SELECT DISTINCT sku FROM parameter_changes")}
+    assert len(changed) >= 2
+    kept_sku = sorted(changed)[0]
+    ledger.run(lambda conn: conn.execute("UPDATE item_suppliers SET service_level = 0.9 WHERE sku = ?", (kept_sku,)))
+    rolled = ledger.run(
+        lambda conn: packs.remove_pack(
+            conn, name="supplier-delay-response", source="builtin", actor="hq", now=ledger.now
+        )
+    )
+    assert rolled["parameters_restored"] == len(changed) - 1
+    assert [k["sku"] for k in rolled["parameters_kept"]] == [kept_sku]
+    after = {r["sku"]: r["service_level"] for r in ledger.rows("SELECT sku, service_level FROM item_suppliers")}
+    assert after == {**before, kept_sku: pytest.approx(0.9)}

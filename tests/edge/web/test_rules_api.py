@@ -403,6 +403,43 @@ async def test_a_purchase_order_draft_is_confirmed_into_a_po_once_and_a_presale_
     assert [a for a, _, _ in audit_actions(box, f"rule_draft:{presale}")] == ["rule_draft.dismiss"]
 
 
+async def test_a_rules_parameter_changes_are_undone_except_a_value_changed_since(box: Box) -> None:
+    created = await call(box, "POST", "/rules", json=rule(id="undo-me"))
+    assert created.status_code == 201, created.text
+    conn = connect(box.db_path)
+    try:
+        conn.execute("BEGIN")
+        for sku, now_value in (("COLA", 0.97), ("MILK", 0.8)):  # MILK was changed by hand after the rule
+            conn.execute(
+                "INSERT OR REPLACE INTO item_suppliers (sku, supplier, unit, pack, service_level, updated_at,"
+                " updated_by) VALUES (?, 'sup-1', 'piece', 1, ?, '2024-06-01', 'test')",
+                (sku, now_value),
+            )
+            conn.execute(
+                "INSERT INTO parameter_changes (rule_id, version, sku, supplier, parameter, before, after, at)"
+                " VALUES ('undo-me', 1, ?, 'sup-1', 'service_level', 0.95, 0.97, '2024-06-01')",
+                (sku,),
+            )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    assert (await call(box, "POST", "/rules/undo-me/restore-parameters", Role.CLERK, json={})).status_code == 403
+    assert (await call(box, "POST", "/rules/nope/restore-parameters", Role.MANAGER, json={})).status_code == 404
+    done = await call(box, "POST", "/rules/undo-me/restore-parameters", Role.MANAGER, json={})
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert [(r["sku"], r["restored_to"]) for r in body["restored"]] == [("COLA", 0.95)]
+    assert [(k["sku"], k["current"]) for k in body["kept"]] == [("MILK", 0.8)]
+    conn = connect(box.db_path, readonly=True)
+    try:
+        levels = dict(conn.execute("SELECT sku, service_level FROM item_suppliers WHERE sku IN ('COLA', 'MILK')"))
+    finally:
+        conn.close()
+    assert levels == {"COLA": 0.95, "MILK": 0.8}
+    again = (await call(box, "POST", "/rules/undo-me/restore-parameters", Role.MANAGER, json={})).json()
+    assert again["restored"] == []  # each change is undone once
+
+
 async def test_firings_list_empty_for_a_new_rule_and_unknown_rules_404(box: Box) -> None:
     await call(box, "POST", "/rules", json=LEAD_TIME_RULE)
     assert (await call(box, "GET", "/rules/lead-time-growth/firings")).json() == []
