@@ -64,3 +64,20 @@ class ModuleSourceInvalid(ModuleError):
 
     code = "module_source_invalid"
     status = 422
+
+
+class ModuleManagedByPackage(ModuleStateConflict):
+    """A module HQ delivered as a signed package is taken out of force by HQ (a package rollback), not by the store:
+    the store's package table and HQ's view must keep agreeing with what runs."""
+
+    code = "module_managed_by_package"
+
+    def __init__(self, name: str, version: int) -> None:
+        super().__init__(
+            f"场景模块 {name} 第 {version} 版由总部下发包管理: 本店可停用它 (disable); 移除或回滚请用下发包回滚"
+            f" (storebox packages rollback module {name}) 或由总部回滚",
+            f"scenario module {name} version {version} is managed by an HQ package: this store may disable it; to"
+            f" take it out or roll it back, roll the package back (storebox packages rollback module {name}) or ask HQ",
+            module=name,
+            version=version,
+        )

@@ -1016,7 +1016,7 @@ class ModuleHost:
         return result
 
     async def remove(self, name: str, *, actor: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.writer.execute(store.remove, name, actor, self.now())
+        result: dict[str, Any] = await self.writer.execute(store.remove_by_user, name, actor, self.now())
         await self.refresh()
         return result
 

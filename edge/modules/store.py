@@ -12,6 +12,7 @@ from typing import Any
 
 from edge.ledger.audit import append_audit
 from edge.modules.errors import (
+    ModuleManagedByPackage,
     ModuleNoPreviousVersion,
     ModuleNotFound,
     ModuleStateConflict,
@@ -270,6 +271,15 @@ def rollback_or_disable(
     except ModuleNoPreviousVersion:
         result = set_state(conn, name, "disabled", actor, now, reason)
         return {**result, "action": "disabled"}
+
+
+def remove_by_user(conn: sqlite3.Connection, name: str, actor: str, now: str) -> dict[str, Any]:
+    """A user's removal (API, CLI): refused for a module in force from an HQ package (roll the package back)."""
+    install = _install_of(conn, name)
+    current = _current(conn, name)
+    if install is not None and install["source"] == "package" and current is not None and current["state"] != "removed":
+        raise ModuleManagedByPackage(name, int(install["version"]))
+    return remove(conn, name, actor, now)
 
 
 def remove(conn: sqlite3.Connection, name: str, actor: str, now: str) -> dict[str, Any]:

@@ -170,6 +170,6 @@ def rollback(name: NameArgument, config: ConfigOption = None, data_dir: DataDirO
 @modules_app.command()
 def remove(name: NameArgument, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Take a module out of force; its versions, decisions and history stay on record."""
-    from edge.modules.store import remove as remove_module
+    from edge.modules.store import remove_by_user as remove_module
 
     _change(name, config, data_dir, remove_module, "cli", _now())

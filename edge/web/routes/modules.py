@@ -189,7 +189,7 @@ async def remove_module(
     name: Name, request: Request, deps: Deps, user: Annotated[User, require("modules:manage")]
 ) -> Any:
     """Takes it out of force (its worker stops); its versions, decisions and history stay on record."""
-    return await _change(request, deps, store.remove, name, user.username, deps.clock().isoformat())
+    return await _change(request, deps, store.remove_by_user, name, user.username, deps.clock().isoformat())
 
 
 @router.post(

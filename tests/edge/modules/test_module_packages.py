@@ -116,9 +116,15 @@ def test_rolling_the_module_back_rolls_its_package_back_and_reports_it(pkgbox: H
 
 
 def test_rolling_back_the_first_module_package_takes_the_module_out_of_force(pkgbox: HostBox) -> None:
+    from edge.modules.errors import ModuleManagedByPackage
+
     hb = pkgbox
     _install(hb, module_package("echo", 1, "one"))
     wait_for(lambda: "echo" in hb.host.runners, "v1 to run")
+    # the store does not remove what HQ's package put in force (its package table and HQ would disagree)
+    with pytest.raises(ModuleManagedByPackage):
+        hb.run(hb.host.remove("echo", actor="manager"))
+    assert hb.state("echo") == "enabled" and _package_version(hb) == 1
     _rollback_package(hb)
     assert hb.state("echo") == "removed"
     wait_for(lambda: "echo" not in hb.host.runners, "the worker to stop")
