@@ -262,10 +262,11 @@ def _lead_times(
         for supplier, estimate in _estimates_as_of(conn, day, policy, entered).items():
             baseline = float(entered.get(supplier, policy.lead_time.default_days))
             days = round(estimate.mean, 3)
-            if abs(days - marks.get(supplier, baseline)) < policy.step_days:
+            last = marks.get(supplier, baseline)
+            if abs(days - last) < policy.step_days:
                 continue
             marks[supplier] = days
-            facts = lead_time_facts(conn, supplier, days, baseline, estimate.n)
+            facts = lead_time_facts(conn, supplier, days, baseline, estimate.n, last)
             yield signal_event(LEAD_TIME_CHANGED, f"{supplier}:{day.isoformat()}", at, facts, supplier)
         day += timedelta(days=1)
 

@@ -73,22 +73,30 @@ def lead_time_signals(conn: sqlite3.Connection, today: date, now: datetime, poli
                 _mark(conn, supplier, days, estimate.n, now)
             continue
         _mark(conn, supplier, days, estimate.n, now)
-        facts = lead_time_facts(conn, supplier, days, baseline, estimate.n)
+        facts = lead_time_facts(conn, supplier, days, baseline, estimate.n, last)
         events.append(signal_event(LEAD_TIME_CHANGED, f"{supplier}:{now.isoformat()}", now, facts, supplier))
     return events
 
 
 def lead_time_facts(
-    conn: sqlite3.Connection, supplier: str, days: float, baseline: float, deliveries: int
+    conn: sqlite3.Connection,
+    supplier: str,
+    days: float,
+    baseline: float,
+    deliveries: int,
+    last: float | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The facts of a lead-time signal: the new estimate against the lead time the purchaser entered (the plan's
-    baseline), so that a rule on `change_days > 15` sees the whole drift, however many small steps it took."""
+    baseline), so that a rule on `change_days > 15` sees the whole drift, however many small steps it took; and
+    the drift at the supplier's previous signal (`last_change_days`), so that a rule can act once, when the drift
+    passes its threshold, rather than at every later step."""
     return {
         "supplier": supplier_facts(conn, supplier),
         "lead_time": {
             "days": days,
             "previous_days": round(baseline, 3),
             "change_days": round(days - baseline, 3),
+            "last_change_days": round((baseline if last is None else last) - baseline, 3),
             "deliveries": deliveries,
         },
     }
