@@ -59,6 +59,21 @@ class ModuleVersionExists(ModuleStateConflict):
         )
 
 
+class ModuleVersionRolledBack(ModuleVersionExists):
+    """The same files of a version that was rolled back (by a user, broken KPIs or HQ): it does not come back."""
+
+    def __init__(self, name: str, version: int, in_force: int) -> None:
+        ModuleStateConflict.__init__(
+            self,
+            f"场景模块 {name} 的版本 {version} 曾被回滚 (现行版本 {in_force})，不会再次安装: 修正后请发布更高的版本号",
+            f"scenario module {name} version {version} was rolled back (version {in_force} is in force) and is not"
+            " installed again: publish the fix as a higher version",
+            module=name,
+            version=version,
+            in_force=in_force,
+        )
+
+
 class ModuleSourceInvalid(ModuleError):
     """The module's files are not usable: no entry file, a path escaping the package, a file too large."""
 

@@ -17,6 +17,7 @@ from edge.modules.errors import (
     ModuleNotFound,
     ModuleStateConflict,
     ModuleVersionExists,
+    ModuleVersionRolledBack,
 )
 
 STATES = ("enabled", "disabled", "failed", "removed")
@@ -101,7 +102,7 @@ def install_version(conn: sqlite3.Connection, record: ModuleInstall, now: str) -
             _history(conn, now, record.name, "reinstalled", 0, record.version, None, record.actor)
             _audit(conn, now, record.actor, "module.reinstall", record.name, version=record.version)
             return {"name": record.name, "version": record.version, "previous": 0, "changed": True}
-        raise ModuleVersionExists(record.name, record.version)
+        raise ModuleVersionRolledBack(record.name, record.version, installed)
     if record.version <= installed:
         raise ModuleStateConflict(
             f"场景模块 {record.name} 版本 {record.version} 不比在用的版本 {installed} 新",

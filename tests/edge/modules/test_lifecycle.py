@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.modules.errors import ModuleNoPreviousVersion, ModuleVersionExists
+from edge.modules.errors import ModuleNoPreviousVersion, ModuleVersionExists, ModuleVersionRolledBack
 from tests.edge.bus.conftest import STORE
 from tests.edge.modules.modkit import BREAD, MILK, HostBox, alerts_of, hostbox, wait_for, write_module
 
@@ -54,6 +54,10 @@ def test_upgrade_disable_enable_rollback_remove_at_run_time(hostbox: HostBox) ->
     # The same version again with other files is refused; the same files are a no-op.
     with pytest.raises(ModuleVersionExists):
         hb.install(write_module(hb.root / "changed", "echo", 2, params={"tag": "changed"}))
+    # the very files of the version rolled back are refused too, and the message says why
+    with pytest.raises(ModuleVersionRolledBack) as again:
+        hb.install(write_module(hb.root, "echo", 2, params={"tag": "second"}))
+    assert "rolled back" in again.value.message_en and again.value.detail["in_force"] == 1
     # Remove: the worker stops, the record stays.
     hb.run(hb.host.remove("echo", actor="test"))
     assert "echo" not in hb.host.runners and hb.state("echo") == "removed"
