@@ -40,6 +40,7 @@ class ActionKind:
     en: str
     doc: str
     schema: Mapping[str, Any]
+    doc_zh: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ def actions() -> ActionCatalogue:
             "properties": {"action": {"const": name}, **spec["schema"].get("properties", {})},
         }
         Draft202012Validator.check_schema(schema)
-        kinds[name] = ActionKind(name, spec["zh"], spec["en"], spec["doc"], schema)
+        kinds[name] = ActionKind(name, spec["zh"], spec["en"], spec["doc"], schema, spec.get("doc_zh", spec["doc"]))
         validators[name] = Draft202012Validator(schema)
     teams = {k: (v["zh"], v["en"]) for k, v in doc["teams"].items()}
     channels = {k: (v["zh"], v["en"]) for k, v in doc["channels"].items()}

@@ -372,7 +372,15 @@ def list_actions(deps: Deps, user: Annotated[User, require("rules:read")]) -> di
     extra = [t for t in deps.settings.rule_teams if t not in cat.teams]
     return {
         "actions": [
-            {"action": a.name, "zh": a.zh, "en": a.en, "doc": a.doc, "schema": a.schema} for a in cat.actions.values()
+            {
+                "action": a.name,
+                "zh": a.zh,
+                "en": a.en,
+                "doc": a.doc,
+                "description": {"zh": a.doc_zh, "en": a.doc},
+                "schema": a.schema,
+            }
+            for a in cat.actions.values()
         ],
         "teams": [{"name": k, "zh": v[0], "en": v[1]} for k, v in cat.teams.items()]
         + [{"name": t, "zh": t, "en": t} for t in extra],

@@ -140,6 +140,8 @@ def test_the_editor_shows_the_triggers_facts_with_their_names_and_the_actions_as
         assert "supplier.lead_time_days" in picker and "invoice.price_diff_bp" not in picker
         assert doc.xpath("//fieldset[@data-action='notify']//input[@name='then-0-message-zh']")
         assert doc.xpath("//label[@for='f-then-0-role']")
+        notify = doc.xpath("//fieldset[@data-action='notify']")[0].text_content()
+        assert "在 MQTT alert/rule 和店长页面上通知" in notify and "A notice to a role" not in notify
         kinds = doc.xpath("//select[@id='f-add_kind']/option/@value")
         assert {"notify", "adjust_parameter", "hold_document", "send_email"} <= set(kinds)
         # Another trigger: the picker follows (a document line's facts, no lead time).
