@@ -19,7 +19,6 @@ from edge.ledger.commands import DocType, Line, PostDocument
 from edge.ledger.posting import PostingContext, post
 from edge.rules.errors import RuleError, RuleInvalid
 
-MAX_LIST = 500
 MAX_NOTE = 500
 KINDS = ("purchase_order", "transfer_request", "presale", "markdown")
 
@@ -46,19 +45,9 @@ def list_drafts(
     conn: sqlite3.Connection, *, state: str | None = None, kind: str | None = None, limit: int = 100, offset: int = 0
 ) -> list[dict[str, Any]]:
     """Drafts newest first, by state and kind."""
-    where: list[str] = []
-    args: list[Any] = []
-    if state is not None:
-        where.append("state = ?")
-        args.append(state)
-    if kind is not None:
-        where.append("kind = ?")
-        args.append(kind)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    rows = conn.execute(
-        f"SELECT * FROM rule_drafts{clause} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, min(limit, MAX_LIST), offset)
-    ).fetchall()
-    return [_json(r) for r in rows]
+    from edge.rules.store import newest_rows
+
+    return [_json(r) for r in newest_rows(conn, "rule_drafts", {"state": state, "kind": kind}, limit, offset)]
 
 
 def get_draft(conn: sqlite3.Connection, draft_id: int) -> dict[str, Any]:

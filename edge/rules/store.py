@@ -668,6 +668,20 @@ def stale_rules(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 # --- firings, tickets (what rules did) -------------------------------------------------------------------
 
 
+def newest_rows(
+    conn: sqlite3.Connection, table: str, equal: Mapping[str, Any], limit: int, offset: int
+) -> list[sqlite3.Row]:
+    """Rows of one of the rules' tables, newest first, where each column given (not None) equals its value.
+    `table` and the column names are the caller's constants, never user input."""
+    given = {column: value for column, value in equal.items() if value is not None}
+    clause = " WHERE " + " AND ".join(f"{column} = ?" for column in given) if given else ""
+    rows: list[sqlite3.Row] = conn.execute(
+        f"SELECT * FROM {table}{clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+        (*given.values(), min(limit, MAX_LIST), offset),
+    ).fetchall()
+    return rows
+
+
 def list_firings(
     conn: sqlite3.Connection,
     *,
@@ -677,18 +691,7 @@ def list_firings(
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Firings newest first, each with its actions and the objects they acted on (the lineage to documents)."""
-    where: list[str] = []
-    args: list[Any] = []
-    if rule_id is not None:
-        where.append("rule_id = ?")
-        args.append(rule_id)
-    if state is not None:
-        where.append("state = ?")
-        args.append(state)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    rows = conn.execute(
-        f"SELECT * FROM rule_firings{clause} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, min(limit, MAX_LIST), offset)
-    ).fetchall()
+    rows = newest_rows(conn, "rule_firings", {"rule_id": rule_id, "state": state}, limit, offset)
     out: list[dict[str, Any]] = []
     for row in rows:
         firing = dict(row)
@@ -730,18 +733,7 @@ def list_tickets(
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Tickets rules opened, newest first."""
-    where: list[str] = []
-    args: list[Any] = []
-    if state is not None:
-        where.append("state = ?")
-        args.append(state)
-    if queue is not None:
-        where.append("queue = ?")
-        args.append(queue)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    rows = conn.execute(
-        f"SELECT * FROM rule_tickets{clause} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, min(limit, MAX_LIST), offset)
-    ).fetchall()
+    rows = newest_rows(conn, "rule_tickets", {"state": state, "queue": queue}, limit, offset)
     return [_ticket(r) for r in rows]
 
 
