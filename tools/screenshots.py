@@ -83,7 +83,6 @@ PAGES: list[tuple[str, str, str | Callable[[Api], str | None]]] = [
     ("rule", "manager", lambda api: f"/rules/{_first(api.get('/api/v1/rules?limit=1'), 'id')}"),
     ("rule-reviews", "manager", "/rule-reviews"),
     ("rule-firings", "manager", "/rule-firings"),
-    ("rule-drafts", "manager", "/rule-drafts"),
     ("modules", "manager", "/modules"),
     ("module", "manager", lambda api: f"/modules/{_first(api.get('/api/v1/modules'), 'name')}"),
 ]
