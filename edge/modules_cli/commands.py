@@ -5,7 +5,6 @@ running box's module host follows the database within `modules_refresh_seconds`.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from edge.modules_cli import modules_app
+from edge.sync_cli.packages import _transact  # the CLI's one write transaction per command
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (also STOREBOX_CONFIG).", dir_okay=False)
@@ -23,27 +23,6 @@ NameArgument = Annotated[str, typer.Argument(help="the module's name, e.g. near-
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _transact(settings: Any) -> Any:
-    """transact(fn, *args): fn(conn, *args) in one write transaction of its own (a refusal rolls back)."""
-    from edge.cli import _open_db
-
-    def transact(fn: Any, *args: Any) -> Any:
-        conn: sqlite3.Connection = _open_db(settings, readonly=False)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn, *args)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-        finally:
-            conn.close()
-
-    return transact
 
 
 def _echo(value: Any) -> None:

@@ -534,30 +534,28 @@ def restore_parameter_changes(
     ).fetchall()
     ts = now.isoformat()
     restored: list[dict[str, Any]] = []
-    newest: dict[tuple[str, str, str], float] = {}
+    decided: dict[tuple[str, str, str], bool] = {}  # row -> restore it? (decided by its newest change)
     for row in rows:
         parameter = row["parameter"]
         if parameter not in PARAMETER_LIMITS:
             continue
         key = (row["sku"], row["supplier"], parameter)
-        if key not in newest:  # the newest change of this row decides: is the value still the rule's?
+        if key not in decided:  # the newest change of this row: is the value still the one the rule set?
             current = conn.execute(
                 f"SELECT {parameter} FROM item_suppliers WHERE sku = ? AND supplier = ?", (row["sku"], row["supplier"])
             ).fetchone()
-            newest[key] = float(row["after"]) if current is not None else float("nan")
-            if current is None or abs(float(current[0]) - float(row["after"])) > 1e-9:
-                newest[key] = float("nan")
-                if kept is not None:
-                    kept.append(
-                        {
-                            "sku": row["sku"],
-                            "supplier": row["supplier"],
-                            "parameter": parameter,
-                            "current": None if current is None else float(current[0]),
-                            "rule_set": row["after"],
-                        }
-                    )
-        if newest[key] != newest[key]:  # NaN: changed since, kept as it is
+            decided[key] = current is not None and abs(float(current[0]) - float(row["after"])) <= 1e-9
+            if not decided[key] and kept is not None:
+                kept.append(
+                    {
+                        "sku": row["sku"],
+                        "supplier": row["supplier"],
+                        "parameter": parameter,
+                        "current": None if current is None else float(current[0]),
+                        "rule_set": row["after"],
+                    }
+                )
+        if not decided[key]:  # changed since by someone else: their value stays
             continue
         conn.execute(
             f"UPDATE item_suppliers SET {parameter} = ?, updated_at = ?, updated_by = ? WHERE sku = ? AND supplier = ?",

@@ -72,6 +72,7 @@ class Where:
     signal: str | None = None
     teams: Collection[str] = ()
     field: str = "then[1]"
+    params: Collection[str] = ()  # the rule's own params: `{params.<name>}` placeholders may name them
 
 
 @lru_cache(maxsize=1)
@@ -137,8 +138,11 @@ def validate_action(spec: Any, where: Where) -> Action:
     fields = {k: v for k, v in spec.items() if k != "action"}
     for key, value in fields.items():
         for name in template_facts(value):
+            namespace, _, field_name = name.partition(".")
+            if namespace == "params" and field_name in where.params:
+                continue
             fact = fact_catalogue().fact(name)
-            if fact is None or name.split(".")[0] not in where.namespaces:
+            if fact is None or namespace not in where.namespaces:
                 raise RuleFactUnknown(
                     f"{where.field}.{key}: 模板中的 {{{name}}} 不是此触发条件提供的事实",
                     f"{where.field}.{key}: the placeholder {{{name}}} is not a fact this rule's trigger provides",

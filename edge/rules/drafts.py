@@ -18,6 +18,7 @@ from edge.ledger.audit import append_audit
 from edge.ledger.commands import DocType, Line, PostDocument
 from edge.ledger.posting import PostingContext, post
 from edge.rules.errors import RuleError, RuleInvalid
+from edge.rules.store import atomic, newest_rows
 
 MAX_NOTE = 500
 KINDS = ("purchase_order", "transfer_request", "presale", "markdown")
@@ -45,8 +46,6 @@ def list_drafts(
     conn: sqlite3.Connection, *, state: str | None = None, kind: str | None = None, limit: int = 100, offset: int = 0
 ) -> list[dict[str, Any]]:
     """Drafts newest first, by state and kind."""
-    from edge.rules.store import newest_rows
-
     return [_json(r) for r in newest_rows(conn, "rule_drafts", {"state": state, "kind": kind}, limit, offset)]
 
 
@@ -110,19 +109,12 @@ def confirm_draft(
 ) -> dict[str, Any]:
     """Confirm an open draft (in the writer's posting transaction): a purchase order draft posts its PO."""
     text = _note(note)
-    conn.execute("SAVEPOINT confirm_draft")
-    try:
+    with atomic(conn, "confirm_draft"):
         draft = _open(conn, draft_id)
         extra: dict[str, Any] = {}
         if draft["kind"] == "purchase_order":
             extra = _post_order(conn, ctx, draft, actor, text)
-        decided = _decide(conn, draft, "confirmed", actor, ctx.now, text, **extra)
-    except BaseException:
-        conn.execute("ROLLBACK TO confirm_draft")
-        conn.execute("RELEASE confirm_draft")
-        raise
-    conn.execute("RELEASE confirm_draft")
-    return decided
+        return _decide(conn, draft, "confirmed", actor, ctx.now, text, **extra)
 
 
 def _post_order(
@@ -162,12 +154,5 @@ def dismiss_draft(
 ) -> dict[str, Any]:
     """Dismiss an open draft with an optional note."""
     text = _note(note)
-    conn.execute("SAVEPOINT dismiss_draft")
-    try:
-        decided = _decide(conn, _open(conn, draft_id), "dismissed", actor, now, text)
-    except BaseException:
-        conn.execute("ROLLBACK TO dismiss_draft")
-        conn.execute("RELEASE dismiss_draft")
-        raise
-    conn.execute("RELEASE dismiss_draft")
-    return decided
+    with atomic(conn, "dismiss_draft"):
+        return _decide(conn, _open(conn, draft_id), "dismissed", actor, now, text)

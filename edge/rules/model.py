@@ -290,6 +290,7 @@ def validate_rule(doc: Any, *, known_rules: Mapping[str, Rule] | None = None, te
         doc_type=trigger.value if trigger.kind is TriggerKind.LEDGER else None,
         signal=trigger.value if trigger.kind is TriggerKind.SIGNAL else None,
         teams=tuple(teams),
+        params=tuple(params),
     )
     actions = tuple(validate_action(spec, Where(**where, field=f"then[{n}]")) for n, spec in enumerate(then, 1))  # type: ignore[arg-type]
     impact = doc.get("impact")

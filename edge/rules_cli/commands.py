@@ -7,6 +7,7 @@ stderr and exit code 2; what a command wrote is printed as JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import typer
 import yaml
 
 from edge.rules_cli import rules_app
+from edge.sync_cli.packages import _transact  # the CLI's one write transaction per command
 
 T = TypeVar("T")
 ConfigOption = Annotated[
@@ -54,21 +56,9 @@ def _refused() -> Iterator[None]:
 
 def _write(settings: Any, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     """fn(conn, *args) in one write transaction of its own; a refusal rolls back and exits 2."""
-    from edge.cli import _open_db
-
-    conn: sqlite3.Connection = _open_db(settings, readonly=False)
-    try:
-        with _refused():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn, *args, **kw)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        return result
-    finally:
-        conn.close()
+    with _refused():
+        result: T = _transact(settings)(functools.partial(fn, **kw), *args)
+    return result
 
 
 def _read(settings: Any, fn: Callable[..., T], *args: Any, **kw: Any) -> T:

@@ -176,3 +176,13 @@ def test_garbage_documents_are_refused_with_a_rule_error(doc: dict[str, Any]) ->
         validate_rule({**LEAD_TIME_RULE, **doc})
     except RuleError as refused:
         assert refused.code.startswith("rule_")
+
+
+def test_a_template_may_name_the_rules_own_params_and_nothing_undeclared() -> None:
+    notice = {"action": "notify", "role": "manager", "message": {"zh": "阈值 {params.threshold_days}", "en": "x"}}
+    parsed = validate_rule(rule(then=[notice]))
+    zh, _ = render_text(parsed.then[0].fields["message"], {"params": {"threshold_days": 15}})
+    assert zh == "阈值 15"
+    undeclared = {**notice, "message": {"zh": "{params.nope}", "en": "x"}}
+    with pytest.raises(RuleFactUnknown):
+        validate_rule(rule(then=[undeclared]))
